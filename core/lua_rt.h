@@ -16,6 +16,10 @@
  *   {"$ref": {"address": "aws_vpc.main", "path": "id"}}    reference to an attribute
  *        (path is dot-separated; list indexes are 0-based numbers: "names.0")
  *   {"$expr": [part, ...]}   string concatenation; each part a string, number or $ref marker
+ *   {"$sensitive": v}        a secret (mlengine.sensitive, sensitive variables): v is any
+ *        value, markers included; redact it everywhere, encrypt it at rest
+ * A table of the stack whose only key is one of these three names is refused, so a marker
+ * always comes from the runtime. Object keys of config values are sorted (stable JSON).
  */
 #ifndef MLE_CORE_LUA_RT_H
 #define MLE_CORE_LUA_RT_H
@@ -47,7 +51,8 @@ typedef struct mle_lua_opts {
  *                        "depends_on": [addr...], "where": "stack.lua:12"}
  *              in declaration order. Addresses: "type.name"; data sources "data.type.name".
  *   outputs:   object name -> {"value": v (may hold markers), "sensitive": bool,
- *                              "description": s}
+ *                              "description": s (only when given), "where": "stack.lua:40"}
+ *              (sensitive is true as well when v holds a $sensitive marker)
  *   drivers:   object driver name -> options object (from mlengine.driver(name, opts))
  *   variables: object name -> {"value": v, "sensitive": bool}  (the resolved values)
  *   hooks:     array of hook names registered (pre_plan, post_plan, ...)
@@ -69,19 +74,24 @@ void mle_lua_free(mle_lua *rt);
 int mle_lua_eval(mle_lua *rt, mle_stack **out, mle_error **err);
 void mle_stack_free(mle_stack *s);
 
-/* Load an extra hooks file (--hooks FILE) into the same sandbox. */
+/* Load an extra hooks file (--hooks FILE) into the same sandbox, before or after
+ * mle_lua_eval. The file may register hooks; declaring resources there is an error. */
 int mle_lua_load_hooks(mle_lua *rt, const char *path, mle_error **err);
 
 /* Run every hook registered under `name` with a context built from `ctx` (borrowed JSON,
  * already redacted). Returns 0; 1 when a hook vetoed (*err holds its message); -1 on a Lua
- * error (*err). `report_dir` bounds where ctx:write_report may write. */
+ * error (*err). `report_dir` bounds where ctx:write_report may write. All hooks of the name
+ * run in registration order; several vetoes are joined with "; " in one message. The
+ * instruction limit applies to each call (as to mle_lua_eval and mle_lua_load_hooks). */
 int mle_lua_run_hook(mle_lua *rt, const char *name, const json_t *ctx, const char *report_dir,
                      mle_error **err);
 
 /* Helpers on markers, shared by planner and scheduler. */
 int mle_marker_is_ref(const json_t *v);
 int mle_marker_is_expr(const json_t *v);
-/* Does `v` (any JSON) contain a marker anywhere? */
+int mle_marker_is_sensitive(const json_t *v);
+/* Does `v` (any JSON) contain a $ref or $expr marker anywhere (a value known only at apply)?
+ * The content of a $sensitive wrapper is searched too; the wrapper alone does not count. */
 int mle_marker_contains(const json_t *v);
 
 #endif

@@ -1,0 +1,191 @@
+/*
+ * engine.c — owns a run's context: setting it up in the right order (logger, HTTP, drivers,
+ * state and its lock, the stack), tearing it down, and the table of known values.
+ */
+#include "engine.h"
+
+#include <libgen.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "http.h"
+#include "schema.h"
+
+void mle_engine_know(mle_engine *e, const char *address, const char *type,
+                     const json_t *attrs, const json_t *extra_sensitive)
+{
+    json_t *k = json_object();
+    json_object_set_new(k, "type", json_string(type));
+    json_object_set_new(k, "attrs", attrs ? json_deep_copy(attrs) : json_object());
+    if (extra_sensitive && json_array_size(extra_sensitive) > 0)
+        json_object_set_new(k, "sensitive", json_deep_copy(extra_sensitive));
+    json_object_set_new(e->known, address, k);
+}
+
+void mle_engine_forget(mle_engine *e, const char *address)
+{
+    json_object_del(e->known, address);
+}
+
+const mle_resource_type *mle_engine_type(mle_engine *e, const char *type,
+                                         mle_loaded_driver **drv, mle_error **err)
+{
+    const mle_resource_type *rt = mle_registry_type(e->reg, type, drv);
+    if (rt)
+        return rt;
+    const char *near = mle_registry_suggest(e->reg, type);
+    mle_fail(err, MLE_E_INVALID, "unknown resource type \"%s\"%s%s%s", type,
+             near ? " (did you mean \"" : "", near ? near : "", near ? "\"?)" : "");
+    if (err)
+        mle_error_set_hint(*err, "`mlengine drivers` lists the types of every driver found");
+    return NULL;
+}
+
+int mle_engine_driver_ready(mle_engine *e, mle_loaded_driver *drv, mle_error **err)
+{
+    if (drv->initialized)
+        return 0;
+    json_t *opts = e->stack ? json_object_get(e->stack->drivers, drv->name) : NULL;
+    return mle_registry_init(e->reg, drv, &e->svc, opts, err);
+}
+
+/* Called by the Lua runtime for every declaration, so errors carry the stack's line. */
+static int validate_decl(void *ud, const char *type, int data_source, const json_t *config,
+                         mle_error **err)
+{
+    mle_engine *e = ud;
+    const mle_resource_type *rt = mle_engine_type(e, type, NULL, err);
+    if (!rt)
+        return -1;
+    int is_data = (rt->flags & MLE_RT_DATA_SOURCE) != 0;
+    if (is_data != (data_source != 0))
+        return mle_fail(err, MLE_E_INVALID, "%s is a %s: declare it with mlengine.%s", type,
+                        is_data ? "data source" : "resource", is_data ? "data" : "resource");
+    return mle_schema_validate(rt, config, err);
+}
+
+static int set_paths(mle_engine *e, const char *stack_path, mle_error **err)
+{
+    char buf[PATH_MAX];
+    if (!realpath(stack_path, buf)) {
+        mle_fail(err, MLE_E_NOT_FOUND, "stack file %s not found", stack_path);
+        if (err)
+            mle_error_set_hint(*err, "give the stack file as the first argument, or run "
+                                     "where stack.lua is");
+        return -1;
+    }
+    e->stack_path = strdup(buf);
+    e->stack_dir = strdup(dirname(buf));
+    return 0;
+}
+
+static const char *scripts_dir(void)
+{
+    struct stat st;
+    if (stat(MLE_SOURCE_SCRIPTS_DIR, &st) == 0)
+        return MLE_SOURCE_SCRIPTS_DIR;
+    return MLE_INSTALL_SCRIPTS_DIR;
+}
+
+static int eval_stack(mle_engine *e, const mle_engine_opts *o, mle_error **err)
+{
+    mle_lua_opts lo = {
+        .stack_path = e->stack_path,
+        .scripts_dir = scripts_dir(),
+        .vars = o->vars,
+        .validate = validate_decl,
+        .validate_ud = e,
+    };
+    e->lua = mle_lua_new(&lo, err);
+    if (!e->lua)
+        return -1;
+    if (o->hooks_file && mle_lua_load_hooks(e->lua, o->hooks_file, err) != 0)
+        return -1;
+    if (mle_lua_eval(e->lua, &e->stack, err) != 0)
+        return -1;
+    /* Secret variables stay out of every log line from here on. */
+    const char *k;
+    json_t *v;
+    json_object_foreach(e->stack->variables, k, v) {
+        json_t *val = json_object_get(v, "value");
+        if (json_is_true(json_object_get(v, "sensitive")) && json_is_string(val))
+            mle_logger_add_secret(e->log, json_string_value(val));
+    }
+    return 0;
+}
+
+static char *default_state_path(const mle_engine *e)
+{
+    char *p = NULL;
+    if (asprintf(&p, "%s/.mlengine/state.db", e->stack_dir ? e->stack_dir : ".") < 0)
+        abort();
+    return p;
+}
+
+static int open_state(mle_engine *e, const mle_engine_opts *o, mle_error **err)
+{
+    char *path = o->state_path ? strdup(o->state_path) : default_state_path(e);
+    if (o->create_state && !o->state_path) {
+        char *dir = strdup(path);
+        mkdir(dirname(dir), 0700);
+        free(dir);
+    }
+    int rc = mle_state_open(path, o->create_state, &e->state, err);
+    free(path);
+    if (rc != 0)
+        return -1;
+    if (o->lock_command && mle_state_lock(e->state, o->lock_command, NULL, err) != 0)
+        return -1;
+    return 0;
+}
+
+int mle_engine_open(const mle_engine_opts *o, mle_engine **out, mle_error **err)
+{
+    mle_engine *e = calloc(1, sizeof(*e));
+    if (!e)
+        abort();
+    static volatile sig_atomic_t never;
+    e->interrupted = o->interrupted ? o->interrupted : &never;
+    e->log = mle_logger_new(stderr, o->log_level);
+    e->http = mle_http_client_new(e->log);
+    e->svc.logger = e->log;
+    e->svc.http = e->http;
+    e->known = json_object();
+    e->vars = o->vars ? json_incref(o->vars) : json_object();
+    e->parallelism = o->parallelism > 0 ? o->parallelism : 32;
+    e->progress = o->progress;
+    e->out = stdout;
+    *out = e;
+    if (o->stack_path && set_paths(e, o->stack_path, err) != 0)
+        return -1;
+    if (mle_registry_load(o->driver_dirs, o->n_driver_dirs, &e->reg, err) != 0)
+        return -1;
+    /* The stack first: a stack that does not evaluate never touches the state. */
+    if (o->stack_path && eval_stack(e, o, err) != 0)
+        return -1;
+    if (o->open_state && open_state(e, o, err) != 0)
+        return -1;
+    return 0;
+}
+
+void mle_engine_close(mle_engine *e)
+{
+    if (!e)
+        return;
+    if (e->state) {
+        mle_state_unlock(e->state, NULL);
+        mle_state_close(e->state);
+    }
+    mle_stack_free(e->stack);
+    mle_lua_free(e->lua);
+    mle_registry_free(e->reg);
+    mle_http_client_free(e->http);
+    json_decref(e->known);
+    json_decref(e->vars);
+    mle_logger_free(e->log);
+    free(e->stack_path);
+    free(e->stack_dir);
+    free(e);
+}
