@@ -17,7 +17,7 @@
 #include "plan.h"
 #include "schema.h"
 #include "secrets.h"
-#include "yaml.h"
+#include "vars.h"
 
 #define MAX_LIST 64
 
@@ -259,100 +259,11 @@ static int parse(cli *c, int argc, char **argv)
 
 /* ---------------------------------------------------------------- variables */
 
-static int vars_from_env(json_t *vars)
-{
-    extern char **environ;
-    for (char **env = environ; *env; env++) {
-        if (strncmp(*env, "MLENGINE_VAR_", 13) != 0)
-            continue;
-        const char *eq = strchr(*env, '=');
-        if (!eq || eq == *env + 13)
-            continue;
-        char *name = strndup(*env + 13, (size_t)(eq - *env - 13));
-        json_object_set_new(vars, name, json_string(eq + 1));
-        free(name);
-    }
-    return 0;
-}
-
-static int has_ext(const char *p, const char *ext)
-{
-    size_t n = strlen(p), m = strlen(ext);
-    return n > m && strcmp(p + n - m, ext) == 0;
-}
-
-static int vars_from_file(json_t *vars, const char *path, mle_error **err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return mle_fail(err, MLE_E_IO, "--var-file %s: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t len = 0, cap = 0, k;
-    char chunk[8192];
-    while ((k = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (len + k + 1 > cap) {
-            cap = (len + k + 1) * 2;
-            buf = realloc(buf, cap);
-            if (!buf)
-                abort();
-        }
-        memcpy(buf + len, chunk, k);
-        len += k;
-    }
-    fclose(f);
-    json_t *doc = NULL;
-    if (has_ext(path, ".json")) {
-        json_error_t je;
-        doc = json_loadb(buf ? buf : "", len, 0, &je);
-        if (!doc)
-            mle_fail(err, MLE_E_INVALID, "--var-file %s:%d:%d: %s", path, je.line, je.column,
-                     je.text);
-    } else {
-        json_t *docs = mle_yaml_parse(buf ? buf : "", len, err);
-        if (docs && json_array_size(docs) == 1)
-            doc = json_incref(json_array_get(docs, 0));
-        else if (docs)
-            mle_fail(err, MLE_E_INVALID, "--var-file %s: expected exactly one YAML document",
-                     path);
-        else if (err && *err)
-            mle_error_prefix(*err, "--var-file %s: ", path);
-        json_decref(docs);
-    }
-    free(buf);
-    if (!doc)
-        return -1;
-    if (!json_is_object(doc)) {
-        json_decref(doc);
-        return mle_fail(err, MLE_E_INVALID, "--var-file %s: expected a map of name: value",
-                        path);
-    }
-    json_object_update(vars, doc);
-    json_decref(doc);
-    return 0;
-}
-
 /* Terraform's precedence: environment, then files in order, then --var in order. */
 static json_t *collect_vars(const cli *c, mle_error **err)
 {
-    json_t *vars = json_object();
-    vars_from_env(vars);
-    for (int i = 0; i < c->nvar_files; i++)
-        if (vars_from_file(vars, c->var_files[i], err) != 0) {
-            json_decref(vars);
-            return NULL;
-        }
-    for (int i = 0; i < c->nvars; i++) {
-        const char *eq = strchr(c->vars[i], '=');
-        if (!eq || eq == c->vars[i]) {
-            json_decref(vars);
-            mle_fail(err, MLE_E_INVALID, "--var %s: expected NAME=VALUE", c->vars[i]);
-            return NULL;
-        }
-        char *name = strndup(c->vars[i], (size_t)(eq - c->vars[i]));
-        json_object_set_new(vars, name, json_string(eq + 1));
-        free(name);
-    }
-    return vars;
+    return mle_vars_collect(c->var_files, (size_t)c->nvar_files, c->vars, (size_t)c->nvars,
+                            err);
 }
 
 /* ---------------------------------------------------------------- shared helpers */
