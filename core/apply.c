@@ -226,6 +226,8 @@ typedef struct sched {
     mle_progress *prog;
     int engine_error;
     mle_error *err;
+    int hooks;       /* an on_resource hook is registered */
+    int hook_failed; /* an after-hook failed: the run ends non-zero */
 } sched;
 
 static void q_push(node **head, node **tail, node *n)
@@ -380,6 +382,31 @@ static void skip_dependents(sched *s, node *n)
     }
 }
 
+/* on_resource: before and after each resource's operations (main thread: Lua is here). */
+static int resource_hook(sched *s, node *n, const char *phase, const char *result,
+                         mle_error **err)
+{
+    if (!s->hooks)
+        return 0;
+    json_t *ctx = json_pack("{s:s,s:s,s:s,s:s,s:s?,s:I}", "address", n->it->address, "type",
+                            n->it->type, "action", mle_action_name(n->it->action), "phase", phase,
+                            "result", result, "duration_ms",
+                            (json_int_t)(n->started_ms ? mono_ms() - n->started_ms : 0));
+    return mle_engine_hook(s->e, "on_resource", ctx, err);
+}
+
+static void after_hook(sched *s, node *n, const char *result)
+{
+    mle_error *err = NULL;
+    if (resource_hook(s, n, "after", result, &err) == 0)
+        return;
+    char *msg = mle_error_format(err);
+    mle_log(s->e->log, MLE_LOG_ERROR, NULL, "%s: %s", n->it->address, msg);
+    free(msg);
+    mle_error_free(err);
+    s->hook_failed = 1;
+}
+
 static void fail_node(sched *s, node *n, mle_error *err)
 {
     char *msg = mle_error_format(err);
@@ -392,6 +419,7 @@ static void fail_node(sched *s, node *n, mle_error *err)
     mle_error_free(err);
     s->sum->failed++;
     finish(s, n, N_FAILED);
+    after_hook(s, n, "failed");
 }
 
 static void count_success(sched *s, node *n)
@@ -419,6 +447,8 @@ static void finish(sched *s, node *n, node_state st)
     count_success(s, n);
     mle_progress_event(s->prog, n->it->address, mle_action_name(n->it->action), "done", NULL,
                        mono_ms() - n->started_ms);
+    if (n->it->action != MLE_ACT_NOOP)
+        after_hook(s, n, "done");
     for (size_t k = 0; k < n->nrdeps; k++) {
         node *d = &s->nodes[n->rdeps[k]];
         if (d->st == N_WAITING && --d->pending == 0)
@@ -539,6 +569,10 @@ static void start(sched *s, node *n)
         return;
     }
     mle_progress_event(s->prog, n->it->address, mle_action_name(n->it->action), "start", NULL, 0);
+    if (n->it->action != MLE_ACT_NOOP && resource_hook(s, n, "before", NULL, &err) != 0) {
+        fail_node(s, n, err);
+        return;
+    }
     switch (n->it->action) {
     case MLE_ACT_CREATE:
         start_create(s, n);
@@ -952,7 +986,7 @@ int mle_apply(mle_engine *e, mle_plan *p, mle_apply_summary *sum, mle_error **er
 {
     if (!sum->failures)
         sum->failures = json_array();
-    sched s = {.e = e, .p = p, .sum = sum};
+    sched s = {.e = e, .p = p, .sum = sum, .hooks = mle_engine_has_hook(e, "on_resource")};
     if (build_nodes(&s, err) != 0) {
         free_nodes(&s);
         return -1;
@@ -977,7 +1011,7 @@ int mle_apply(mle_engine *e, mle_plan *p, mle_apply_summary *sum, mle_error **er
     }
     if (*e->interrupted)
         return 130;
-    return sum->failed ? 1 : 0;
+    return sum->failed || s.hook_failed ? 1 : 0;
 }
 
 /* ---------------------------------------------------------------- recovery */

@@ -432,9 +432,44 @@ static int run_recovery(mle_engine *e)
     return rc;
 }
 
+static json_t *run_ctx(mle_engine *e, const char *command)
+{
+    return json_pack("{s:s,s:s?,s:s,s:I}", "command", command, "stack", e->stack_path,
+                     "lineage", mle_state_lineage(e->state), "serial",
+                     (json_int_t)mle_state_serial(e->state));
+}
+
+/* A pre_* hook that vetoes or fails stops the command before anything changes. */
+static int pre_hook(mle_engine *e, const char *name, json_t *ctx)
+{
+    mle_error *err = NULL;
+    if (mle_engine_hook(e, name, ctx, &err) == 0)
+        return 0;
+    return report(e, err);
+}
+
+/* A post_* hook failure is reported and makes the exit code non-zero. */
+static int post_hook(mle_engine *e, const char *name, json_t *ctx, int rc)
+{
+    mle_error *err = NULL;
+    if (mle_engine_hook(e, name, ctx, &err) == 0)
+        return rc;
+    report(e, err);
+    return rc ? rc : 1;
+}
+
+static json_t *plan_ctx_json(mle_engine *e, const char *command, const mle_plan *p)
+{
+    json_t *ctx = run_ctx(e, command);
+    json_object_set_new(ctx, "plan", mle_plan_json(e, p));
+    return ctx;
+}
+
 static int do_plan(cli *c, int destroy, int refresh_default, mle_engine *e, mle_plan **out)
 {
     mle_error *err = NULL;
+    if (pre_hook(e, "pre_plan", run_ctx(e, destroy ? "destroy" : "plan")) != 0)
+        return 1;
     json_t *targets = targets_json(c);
     mle_plan_opts po = {
         .destroy = destroy,
@@ -443,7 +478,9 @@ static int do_plan(cli *c, int destroy, int refresh_default, mle_engine *e, mle_
     };
     int rc = mle_plan_build(e, &po, out, &err);
     json_decref(targets);
-    return rc == 0 ? 0 : report(e, err);
+    if (rc != 0)
+        return report(e, err);
+    return 0;
 }
 
 static int cmd_plan(cli *c, int destroy)
@@ -466,6 +503,8 @@ static int cmd_plan(cli *c, int destroy)
     } else if (rc == 0) {
         mle_plan_print(e, p, stdout);
     }
+    if (rc == 0)
+        rc = post_hook(e, "post_plan", plan_ctx_json(e, "plan", p), rc);
     if (rc == 0 && c->out_path) {
         if (mle_plan_save(e, p, c->out_path, &err) != 0)
             rc = report(e, err);
@@ -499,6 +538,17 @@ static int execute(mle_engine *e, mle_plan *p, int destroy)
     if (rc < 0) {
         rc = report(e, err);
     } else {
+        json_t *ctx = run_ctx(e, destroy ? "destroy" : "apply");
+        json_object_set_new(ctx, "summary",
+                            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:O}", "created",
+                                      (json_int_t)sum.created, "updated",
+                                      (json_int_t)sum.updated, "replaced",
+                                      (json_int_t)sum.replaced, "deleted",
+                                      (json_int_t)sum.deleted, "failed", (json_int_t)sum.failed,
+                                      "skipped", (json_int_t)sum.skipped, "failures",
+                                      sum.failures));
+        json_object_set_new(ctx, "exit_code", json_integer(rc));
+        rc = post_hook(e, "post_apply", ctx, rc);
         print_summary(&sum, destroy);
         if (!destroy)
             print_outputs(e);
@@ -541,12 +591,17 @@ static int cmd_apply(cli *c, int destroy)
         goto out;
     }
     mle_plan_print(e, p, stdout);
+    const char *command = destroy ? "destroy" : "apply";
+    if (!saved && (rc = post_hook(e, "post_plan", plan_ctx_json(e, command, p), 0)) != 0)
+        goto out;
     /* A saved plan was reviewed when it was made: applying it is the approval. */
     if (mle_plan_changes(p) > 0 && !saved &&
         !confirm(c, destroy ? "destroy these resources" : "perform these actions")) {
         rc = 1;
         goto out;
     }
+    if ((rc = pre_hook(e, "pre_apply", plan_ctx_json(e, command, p))) != 0)
+        goto out;
     rc = execute(e, p, destroy);
 out:
     free(plan_state);

@@ -51,6 +51,29 @@ int mle_engine_driver_ready(mle_engine *e, mle_loaded_driver *drv, mle_error **e
     return mle_registry_init(e->reg, drv, &e->svc, opts, err);
 }
 
+int mle_engine_has_hook(const mle_engine *e, const char *name)
+{
+    if (!e->lua || !e->stack)
+        return 0;
+    size_t i;
+    json_t *h;
+    json_array_foreach(e->stack->hooks, i, h) if (strcmp(json_string_value(h), name) == 0) return 1;
+    return 0;
+}
+
+int mle_engine_hook(mle_engine *e, const char *name, json_t *ctx, mle_error **err)
+{
+    int rc = 0;
+    if (mle_engine_has_hook(e, name)) {
+        json_object_set_new(ctx, "hook", json_string(name));
+        rc = mle_lua_run_hook(e->lua, name, ctx, e->stack_dir, err);
+        if (rc != 0 && err && *err)
+            mle_error_prefix(*err, "%s hook%s: ", name, rc == 1 ? " vetoed" : " failed");
+    }
+    json_decref(ctx);
+    return rc;
+}
+
 /* Called by the Lua runtime for every declaration, so errors carry the stack's line. */
 static int validate_decl(void *ud, const char *type, int data_source, const json_t *config,
                          mle_error **err)

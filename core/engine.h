@@ -83,6 +83,13 @@ void mle_engine_forget(mle_engine *e, const char *address);
 const mle_resource_type *mle_engine_type(mle_engine *e, const char *type,
                                          mle_loaded_driver **drv, mle_error **err);
 
+/* Run the stack's hooks named `name` (pre_plan, post_plan, pre_apply, post_apply,
+ * on_resource) with ctx (stolen; already redacted). 0 when none is registered or all
+ * passed, 1 when one vetoed, -1 when one failed; *err says which and why. Main thread only:
+ * Lua is single-threaded. */
+int mle_engine_hook(mle_engine *e, const char *name, json_t *ctx, mle_error **err);
+int mle_engine_has_hook(const mle_engine *e, const char *name);
+
 /* Initialise the driver (once) with the stack's options for it. */
 int mle_engine_driver_ready(mle_engine *e, mle_loaded_driver *drv, mle_error **err);
 

@@ -484,19 +484,35 @@ static void know_state(mle_engine *e, json_t *rows)
 
 /* ---------------------------------------------------------------- refresh and drift */
 
+/* Drift is shown, saved in plan files and handed to hooks: secrets are redacted here,
+ * once, so no later path can leak them. */
+static json_t *drift_value(const mle_resource_type *rt, const json_t *sealed, const char *k,
+                           json_t *v)
+{
+    int secret = rt && mle_schema_is_sensitive(rt, k);
+    size_t i;
+    json_t *s;
+    json_array_foreach(sealed, i, s) secret |= strcmp(json_string_value(s), k) == 0;
+    if (secret && v && !json_is_null(v))
+        return json_string("(sensitive)");
+    return v ? json_incref(v) : json_null();
+}
+
 static void record_drift(plan_ctx *c, const char *addr, json_t *row, json_t *fresh)
 {
     json_t *old = json_object_get(row, "attrs");
+    json_t *sealed = json_object_get(row, "sealed");
+    const mle_resource_type *rt =
+        mle_registry_type(c->e->reg, json_string_value(json_object_get(row, "type")), NULL);
     json_t *changes = json_object();
     const char *k;
     json_t *v;
     json_object_foreach(fresh, k, v) if (differs(json_object_get(old, k), v))
-        json_object_set_new(changes, k, json_pack("[OO]", json_object_get(old, k)
-                                                               ? json_object_get(old, k)
-                                                               : json_null(),
-                                                  v));
+        json_object_set_new(changes, k,
+                            json_pack("[oo]", drift_value(rt, sealed, k, json_object_get(old, k)),
+                                      drift_value(rt, sealed, k, v)));
     json_object_foreach(old, k, v) if (!json_object_get(fresh, k) && !json_is_null(v))
-        json_object_set_new(changes, k, json_pack("[On]", v));
+        json_object_set_new(changes, k, json_pack("[on]", drift_value(rt, sealed, k, v)));
     if (json_object_size(changes) > 0)
         json_array_append_new(c->p->drift, json_pack("{s:s,s:b,s:o}", "address", addr,
                                                      "deleted", 0, "changes", changes));
@@ -669,12 +685,27 @@ static int load_rows(plan_ctx *c, mle_error **err)
     size_t n = 0;
     if (mle_state_list(c->e->state, &rs, &n, err) != 0)
         return -1;
-    for (size_t i = 0; i < n; i++)
+    json_t *sealed = json_object();
+    for (size_t i = 0; i < n; i++) {
+        /* Remember what was sealed: a value secret by origin is redacted in drift too. */
+        json_t *names = json_array();
+        const char *k;
+        json_t *v;
+        json_object_foreach(rs[i].attrs, k, v) if (mle_secrets_is_sealed(v))
+            json_array_append_new(names, json_string(k));
+        json_object_set_new(sealed, rs[i].address, names);
         if (mle_secrets_open_resource(c->e, &rs[i], err) != 0) {
             mle_state_resources_free(rs, n);
+            json_decref(sealed);
             return -1;
         }
+    }
     c->rows = rows_json(rs, n);
+    const char *addr;
+    json_t *names;
+    json_object_foreach(sealed, addr, names)
+        json_object_set(json_object_get(c->rows, addr), "sealed", names);
+    json_decref(sealed);
     mle_state_resources_free(rs, n);
     return 0;
 }
