@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "crypto.h"
 #include "plan.h"
 #include "schema.h"
 #include "secrets.h"
@@ -51,21 +50,12 @@ static json_t *item_to_json(mle_engine *e, const mle_plan_item *it, mle_error **
                      it->resume);
 }
 
-/* Driver options may hold credentials: sealed as one blob. */
-static json_t *sealed_drivers(mle_engine *e, mle_error **err)
+/* Driver options may hold credentials, data sources secrets: each is sealed as one blob. */
+static json_t *sealed_blob(mle_engine *e, const json_t *v, const char *aad, mle_error **err)
 {
-    json_t *d = e->stack ? e->stack->drivers : NULL;
-    if (!d || json_object_size(d) == 0)
+    if (!v || json_object_size(v) == 0)
         return json_object();
-    const uint8_t *key;
-    if (mle_secrets_key(e, &key, err) != 0)
-        return NULL;
-    char *text = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
-    char *sealed = mle_seal(key, text, strlen(text), "plan#drivers");
-    json_t *out = json_pack("{s:s}", "$sealed", sealed);
-    free(text);
-    free(sealed);
-    return out;
+    return mle_secrets_seal(e, v, aad, err);
 }
 
 static json_t *sealed_outputs(mle_engine *e, const mle_plan *p, mle_error **err)
@@ -73,21 +63,6 @@ static json_t *sealed_outputs(mle_engine *e, const mle_plan *p, mle_error **err)
     if (!p->outputs)
         return json_object();
     return mle_secrets_seal_outputs(e, p->outputs, err);
-}
-
-static json_t *sealed_data(mle_engine *e, const mle_plan *p, mle_error **err)
-{
-    if (!p->data || json_object_size(p->data) == 0)
-        return json_object();
-    const uint8_t *key;
-    if (mle_secrets_key(e, &key, err) != 0)
-        return NULL;
-    char *text = json_dumps(p->data, JSON_COMPACT | JSON_SORT_KEYS);
-    char *sealed = mle_seal(key, text, strlen(text), "plan#data");
-    json_t *out = json_pack("{s:s}", "$sealed", sealed);
-    free(text);
-    free(sealed);
-    return out;
 }
 
 static int write_private(const char *path, const char *text, mle_error **err)
@@ -124,9 +99,11 @@ int mle_plan_save(mle_engine *e, const mle_plan *p, const char *path, mle_error 
         else
             json_array_append_new(items, j);
     }
-    json_t *drivers = rc == 0 ? sealed_drivers(e, err) : NULL;
+    json_t *drivers =
+        rc == 0 ? sealed_blob(e, e->stack ? e->stack->drivers : NULL, "plan#drivers", err)
+                : NULL;
     json_t *outputs = drivers ? sealed_outputs(e, p, err) : NULL;
-    json_t *data = outputs ? sealed_data(e, p, err) : NULL;
+    json_t *data = outputs ? sealed_blob(e, p->data, "plan#data", err) : NULL;
     if (!data) {
         json_decref(items);
         json_decref(drivers);
@@ -194,19 +171,7 @@ static json_t *open_blob(mle_engine *e, const json_t *v, const char *aad, mle_er
 {
     if (!mle_secrets_is_sealed(v))
         return json_deep_copy(v ? v : json_object());
-    const uint8_t *key;
-    if (mle_secrets_key(e, &key, err) != 0)
-        return NULL;
-    size_t n = 0;
-    uint8_t *plain = mle_unseal(key, json_string_value(json_object_get(v, "$sealed")), aad, &n,
-                                err);
-    if (!plain)
-        return NULL;
-    json_t *out = json_loadb((const char *)plain, n, 0, NULL);
-    free(plain);
-    if (!out)
-        mle_fail(err, MLE_E_INVALID, "a sealed part of the plan file is not JSON");
-    return out;
+    return mle_secrets_open(e, v, aad, err);
 }
 
 static char *dup_str(const json_t *v)

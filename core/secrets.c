@@ -197,9 +197,20 @@ int mle_secrets_is_sealed(const json_t *v)
            json_is_string(json_object_get(v, "$sealed"));
 }
 
-static json_t *seal_value(const uint8_t *key, const json_t *v, const char *aad)
+static char *aad_for(const char *address, const char *attr)
 {
-    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *a = NULL;
+    if (asprintf(&a, "%s#%s", address ? address : "", attr) < 0)
+        abort();
+    return a;
+}
+
+json_t *mle_secrets_seal(mle_engine *e, const json_t *v, const char *aad, mle_error **err)
+{
+    const uint8_t *key;
+    if (mle_secrets_key(e, &key, err) != 0)
+        return NULL;
+    char *text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
     char *sealed = mle_seal(key, text, strlen(text), aad);
     json_t *out = json_pack("{s:s}", "$sealed", sealed);
     free(text);
@@ -207,8 +218,11 @@ static json_t *seal_value(const uint8_t *key, const json_t *v, const char *aad)
     return out;
 }
 
-static json_t *open_value(const uint8_t *key, const json_t *v, const char *aad, mle_error **err)
+json_t *mle_secrets_open(mle_engine *e, const json_t *v, const char *aad, mle_error **err)
 {
+    const uint8_t *key;
+    if (mle_secrets_key(e, &key, err) != 0)
+        return NULL;
     size_t n = 0;
     uint8_t *plain =
         mle_unseal(key, json_string_value(json_object_get(v, "$sealed")), aad, &n, err);
@@ -217,16 +231,22 @@ static json_t *open_value(const uint8_t *key, const json_t *v, const char *aad, 
     json_t *out = json_loadb((const char *)plain, n, JSON_DECODE_ANY, NULL);
     free(plain);
     if (!out)
-        mle_fail(err, MLE_E_INVALID, "a sealed value in state is not JSON");
+        mle_fail(err, MLE_E_INVALID, "a sealed value is not JSON");
     return out;
 }
 
-static char *aad_for(const char *address, const char *attr)
+/* Replace obj[k] by its sealed or opened form (aad "<scope>#<k>"). */
+static int transform(mle_engine *e, json_t *obj, const char *k, const char *scope, int seal,
+                     mle_error **err)
 {
-    char *a = NULL;
-    if (asprintf(&a, "%s#%s", address ? address : "", attr) < 0)
-        abort();
-    return a;
+    char *aad = aad_for(scope, k);
+    json_t *v = json_object_get(obj, k);
+    json_t *out = seal ? mle_secrets_seal(e, v, aad, err) : mle_secrets_open(e, v, aad, err);
+    free(aad);
+    if (!out)
+        return -1;
+    json_object_set_new(obj, k, out);
+    return 0;
 }
 
 static int is_secret(const mle_resource_type *rt, const json_t *extra, const char *name)
@@ -250,12 +270,8 @@ static int seal_fields(mle_engine *e, const mle_resource_type *rt, const char *t
     json_object_foreach_safe(obj, tmp, k, v) {
         if (json_is_null(v) || mle_secrets_is_sealed(v) || !is_secret(rt, extra, k))
             continue;
-        const uint8_t *key;
-        if (mle_secrets_key(e, &key, err) != 0)
+        if (transform(e, obj, k, type, 1, err) != 0)
             return -1;
-        char *aad = aad_for(type, k);
-        json_object_set_new(obj, k, seal_value(key, v, aad));
-        free(aad);
     }
     return 0;
 }
@@ -286,17 +302,8 @@ static int open_fields(mle_engine *e, const char *type, json_t *obj, mle_error *
     json_t *v;
     void *tmp;
     json_object_foreach_safe(obj, tmp, k, v) {
-        if (!mle_secrets_is_sealed(v))
-            continue;
-        const uint8_t *key;
-        if (mle_secrets_key(e, &key, err) != 0)
+        if (mle_secrets_is_sealed(v) && transform(e, obj, k, type, 0, err) != 0)
             return -1;
-        char *aad = aad_for(type, k);
-        json_t *plain = open_value(key, v, aad, err);
-        free(aad);
-        if (!plain)
-            return -1;
-        json_object_set_new(obj, k, plain);
     }
     return 0;
 }
@@ -312,49 +319,38 @@ int mle_secrets_open_resource(mle_engine *e, mle_state_resource *r, mle_error **
     return 0;
 }
 
-json_t *mle_secrets_seal_outputs(mle_engine *e, const json_t *outputs, mle_error **err)
+/* Outputs: only the "value" of each entry is ever sealed. */
+static json_t *outputs_transform(mle_engine *e, const json_t *outputs, int seal,
+                                 mle_error **err)
 {
     json_t *out = json_deep_copy(outputs);
     const char *k;
     json_t *o;
     json_object_foreach(out, k, o) {
         json_t *v = json_object_get(o, "value");
-        if (!json_is_true(json_object_get(o, "sensitive")) || !v || mle_secrets_is_sealed(v))
+        int want = seal ? json_is_true(json_object_get(o, "sensitive")) && v &&
+                              !mle_secrets_is_sealed(v)
+                        : mle_secrets_is_sealed(v);
+        if (!want)
             continue;
-        const uint8_t *key;
-        if (mle_secrets_key(e, &key, err) != 0) {
+        char *aad = aad_for("output", k);
+        json_t *t = seal ? mle_secrets_seal(e, v, aad, err) : mle_secrets_open(e, v, aad, err);
+        free(aad);
+        if (!t) {
             json_decref(out);
             return NULL;
         }
-        char *aad = aad_for("output", k);
-        json_object_set_new(o, "value", seal_value(key, v, aad));
-        free(aad);
+        json_object_set_new(o, "value", t);
     }
     return out;
 }
 
+json_t *mle_secrets_seal_outputs(mle_engine *e, const json_t *outputs, mle_error **err)
+{
+    return outputs_transform(e, outputs, 1, err);
+}
+
 json_t *mle_secrets_open_outputs(mle_engine *e, const json_t *outputs, mle_error **err)
 {
-    json_t *out = json_deep_copy(outputs);
-    const char *k;
-    json_t *o;
-    json_object_foreach(out, k, o) {
-        json_t *v = json_object_get(o, "value");
-        if (!mle_secrets_is_sealed(v))
-            continue;
-        const uint8_t *key;
-        if (mle_secrets_key(e, &key, err) != 0) {
-            json_decref(out);
-            return NULL;
-        }
-        char *aad = aad_for("output", k);
-        json_t *plain = open_value(key, v, aad, err);
-        free(aad);
-        if (!plain) {
-            json_decref(out);
-            return NULL;
-        }
-        json_object_set_new(o, "value", plain);
-    }
-    return out;
+    return outputs_transform(e, outputs, 0, err);
 }

@@ -33,6 +33,11 @@ int mle_secrets_open_resource(mle_engine *e, mle_state_resource *r, mle_error **
 json_t *mle_secrets_seal_outputs(mle_engine *e, const json_t *outputs, mle_error **err);
 json_t *mle_secrets_open_outputs(mle_engine *e, const json_t *outputs, mle_error **err);
 
+/* {"$sealed": "v1:..."} of any JSON value, bound to aad. New reference or NULL with *err. */
+json_t *mle_secrets_seal(mle_engine *e, const json_t *v, const char *aad, mle_error **err);
+/* The value a sealed one holds (new reference), or NULL with *err (wrong key, tampered). */
+json_t *mle_secrets_open(mle_engine *e, const json_t *sealed, const char *aad, mle_error **err);
+
 /* Is v a sealed value? */
 int mle_secrets_is_sealed(const json_t *v);
 
