@@ -89,6 +89,58 @@ static int validate_decl(void *ud, const char *type, int data_source, const json
     return mle_schema_validate(rt, config, err);
 }
 
+/* The note a driver gives for a cloud it does not support, or NULL. */
+static const char *cloud_note(const mle_driver *d, const char *cloud)
+{
+    if (!MLE_HAS_FIELD(d, mle_driver, cloud_notes) || !d->cloud_notes)
+        return NULL;
+    for (const mle_cloud_note *n = d->cloud_notes; n->cloud; n++)
+        if (strcmp(n->cloud, cloud) == 0)
+            return n->message;
+    return NULL;
+}
+
+static char *clouds_list(const mle_driver *d)
+{
+    char *out = strdup("");
+    for (const char *const *c = d->clouds; c && *c; c++) {
+        char *next = NULL;
+        if (asprintf(&next, "%s%s%s", out, *out ? ", " : "", *c) < 0)
+            abort();
+        free(out);
+        out = next;
+    }
+    return out;
+}
+
+/* A stack that names its cloud (mle.cloud) may only use drivers for that cloud: an add-on
+ * that does not exist there is refused before anything is planned, with the driver's own
+ * word on what to use instead. */
+static int check_clouds(mle_engine *e, mle_error **err)
+{
+    const char *cloud = e->stack->cloud;
+    size_t i;
+    json_t *r;
+    if (!cloud)
+        return 0;
+    json_array_foreach(e->stack->resources, i, r) {
+        mle_loaded_driver *drv = NULL;
+        const char *type = json_string_value(json_object_get(r, "type"));
+        if (!mle_registry_type(e->reg, type, &drv) ||
+            mle_driver_supports_cloud(drv->desc, cloud))
+            continue;
+        char *list = clouds_list(drv->desc);
+        const char *note = cloud_note(drv->desc, cloud);
+        mle_fail(err, MLE_E_UNSUPPORTED,
+                 "%s: %s (driver %s) is not available on %s: the driver supports %s%s%s",
+                 json_string_value(json_object_get(r, "where")), type, drv->name, cloud, list,
+                 note ? ". " : "", note ? note : "");
+        free(list);
+        return -1;
+    }
+    return 0;
+}
+
 static int set_paths(mle_engine *e, const char *stack_path, mle_error **err)
 {
     char buf[PATH_MAX];
@@ -126,7 +178,7 @@ static int eval_stack(mle_engine *e, const mle_engine_opts *o, mle_error **err)
         return -1;
     if (o->hooks_file && mle_lua_load_hooks(e->lua, o->hooks_file, err) != 0)
         return -1;
-    if (mle_lua_eval(e->lua, &e->stack, err) != 0)
+    if (mle_lua_eval(e->lua, &e->stack, err) != 0 || check_clouds(e, err) != 0)
         return -1;
     /* Secret variables stay out of every log line from here on. */
     const char *k;
@@ -161,6 +213,8 @@ static int open_state(mle_engine *e, const mle_engine_opts *o, mle_error **err)
         return -1;
     if (o->lock_command && mle_state_lock(e->state, o->lock_command, NULL, err) != 0)
         return -1;
+    if (mle_state_lock_takeover(e->state))
+        mle_log(e->log, MLE_LOG_WARN, NULL, "%s", mle_state_lock_takeover(e->state));
     return 0;
 }
 

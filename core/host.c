@@ -131,6 +131,12 @@ static mle_value *h_parse_xml(const mle_host *h, const char *text, size_t len,
     return MLE_V(mle_xml_parse(text, len, err));
 }
 
+static char *h_to_yaml(const mle_host *h, const mle_value *v, mle_error **err)
+{
+    (void)h;
+    return mle_yaml_emit(MLE_J(v), err);
+}
+
 static mle_value *h_parse_yaml(const mle_host *h, const char *text, size_t len,
                                mle_error **err)
 {
@@ -357,6 +363,7 @@ static void fill_table(mle_host *t)
         .v_to_json = h_to_json,
         .v_parse_xml = h_parse_xml,
         .v_parse_yaml = h_parse_yaml,
+        .v_to_yaml = h_to_yaml,
         .http = h_http,
         .http_response_free = h_http_response_free,
         .http_header = mle_http_header_get,

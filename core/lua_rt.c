@@ -81,6 +81,7 @@ struct mle_lua {
     json_t *addrs;     /* handle index -> address */
     json_t *addr_where; /* address -> "file:line" of its declaration */
     json_t *outputs, *drivers, *driver_where, *variables, *hooks;
+    char *cloud; /* mle.cloud(), or NULL */
 
     /* registry references */
     int ref_env, ref_module, ref_loaded, ref_hooks, ref_ctx_mt;
@@ -1515,6 +1516,22 @@ static int l_driver(lua_State *L)
     return 0;
 }
 
+/* mle.cloud("aws"): the cloud this stack targets, so add-on drivers that do not support it
+ * are refused with their own explanation (Karpenter is AWS-only). Once per stack. */
+static int l_cloud(lua_State *L)
+{
+    mle_lua *rt = rt_of(L);
+    require_phase(L, "mle.cloud");
+    const char *name = luaL_checkstring(L, 1);
+    if (!is_type_name(name))
+        return rt_error(L, "mle.cloud: \"%s\" is not a cloud name (aws, azure, gcp)", name);
+    if (rt->cloud && strcmp(rt->cloud, name) != 0)
+        return rt_error(L, "mle.cloud: the stack already targets \"%s\"", rt->cloud);
+    free(rt->cloud);
+    rt->cloud = xstrdup(name);
+    return 0;
+}
+
 static int l_hook(lua_State *L)
 {
     mle_lua *rt = rt_of(L);
@@ -2275,6 +2292,7 @@ static void open_module(lua_State *L, int string_real)
         {"address", l_address},       {"var", l_var},
         {"sensitive", l_sensitive},   {"output", l_output},
         {"driver", l_driver},         {"hook", l_hook},
+        {"cloud", l_cloud},
         {"file", l_file},             {"yamldecode", l_yamldecode},
         {"yamldecode_all", l_yamldecode_all}, {"jsondecode", l_jsondecode},
         {"jsonencode", l_jsonencode}, {"merge", l_merge},
@@ -2634,6 +2652,7 @@ void mle_lua_free(mle_lua *rt)
     json_decref(rt->addr_where);
     json_decref(rt->outputs);
     json_decref(rt->drivers);
+    free(rt->cloud);
     json_decref(rt->driver_where);
     json_decref(rt->variables);
     json_decref(rt->hooks);
@@ -2667,6 +2686,7 @@ int mle_lua_eval(mle_lua *rt, mle_stack **out, mle_error **err)
     s->drivers = json_deep_copy(rt->drivers);
     s->variables = json_deep_copy(rt->variables);
     s->hooks = json_deep_copy(rt->hooks);
+    s->cloud = rt->cloud ? strdup(rt->cloud) : NULL;
     *out = s;
     return 0;
 }
@@ -2680,6 +2700,7 @@ void mle_stack_free(mle_stack *s)
     json_decref(s->drivers);
     json_decref(s->variables);
     json_decref(s->hooks);
+    free(s->cloud);
     free(s);
 }
 

@@ -63,6 +63,7 @@ typedef struct mle_stack {
     json_t *drivers;
     json_t *variables;
     json_t *hooks;
+    char *cloud; /* mle.cloud("aws"), or NULL when the stack names none */
 } mle_stack;
 
 /* New runtime. Caller frees with mle_lua_free. opts is copied. */

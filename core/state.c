@@ -117,6 +117,7 @@ struct mle_state {
     char lineage[40];
     int64_t serial;   /* as of the last transaction this handle ran */
     char *lock_id;    /* the lock this handle holds, or NULL */
+    char *takeover;   /* what mle_state_lock took over, or NULL */
     sqlite3_stmt *stmt[S__COUNT];
 };
 
@@ -669,6 +670,7 @@ void mle_state_close(mle_state *st) {
         sqlite3_finalize(st->stmt[k]);
     sqlite3_close(st->db);
     free(st->lock_id);
+    free(st->takeover);
     free(st->path);
     free(st);
 }
@@ -1212,6 +1214,8 @@ static int locked_error(const mle_state *st, const mle_state_lock_info *h, mle_e
                     user, host, h->pid, cmd, since, id);
 }
 
+static int delete_lock(mle_state *st, const char *id, int *deleted, mle_error **err);
+
 static int insert_lock(mle_state *st, const mle_state_lock_info *me, mle_error **err) {
     sqlite3_stmt *s = stmt(st, S_LOCK_PUT, err);
     if (!s)
@@ -1241,10 +1245,26 @@ int mle_state_lock(mle_state *st, const char *command, mle_state_lock_info *info
     if (exec_k(st, S_BEGIN_WRITE, "starting a transaction", err) != 0)
         goto out;
     int held = read_lock(st, &holder, err);
-    if (held != 0) {
-        if (held > 0)
-            locked_error(st, &holder, err);
+    if (held > 0 && lock_is_stale(&holder)) {
+        /* The holder ran on this host and is gone (kill -9, a crash): like an OS file lock,
+         * its lock went with it. Take it over in the same transaction and say so. */
+        int deleted = 0;
+        char since[32];
+        format_utc(holder.started_ms, since);
+        free(st->takeover);
+        if (asprintf(&st->takeover, "took over a stale lock of %s@%s (pid %ld, command %s, "
+                                    "since %s): that process no longer exists",
+                     holder.user ? holder.user : "?", holder.host ? holder.host : "?",
+                     holder.pid, holder.command ? holder.command : "?", since) < 0)
+            st->takeover = NULL;
+        held = delete_lock(st, holder.id, &deleted, err) == 0 ? 0 : -1;
         mle_state_lock_info_clear(&holder);
+    }
+    if (held != 0) {
+        if (held > 0) {
+            locked_error(st, &holder, err);
+            mle_state_lock_info_clear(&holder);
+        }
         tx_rollback(st);
         goto out;
     }
@@ -1279,6 +1299,8 @@ static int delete_lock(mle_state *st, const char *id, int *deleted, mle_error **
     *deleted = sqlite3_changes(st->db) > 0;
     return 0;
 }
+
+const char *mle_state_lock_takeover(const mle_state *st) { return st->takeover; }
 
 /* Releasing when this handle holds no lock is a no-op (cleanup paths call it freely). If our
  * row is gone — someone force-unlocked it — nothing else is touched and that is reported. */

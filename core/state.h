@@ -81,11 +81,15 @@ json_t *mle_state_outputs(mle_state *st, mle_error **err);
 json_t *mle_state_export(mle_state *st, mle_error **err);
 
 /* Take the lock for `command`. When another holder has it: -1 and an MLE_E_CONFLICT error
- * naming the holder (user@host pid N, since, command, lock ID); when that holder is a process
- * on this host that no longer exists the message says the lock is stale and how to unlock.
+ * naming the holder (user@host pid N, since, command, lock ID). A lock whose holder was a
+ * process on this host that no longer exists is stale: it is taken over (see
+ * mle_state_lock_takeover), as an OS file lock would have died with its process.
  * On success *info (may be NULL) receives the lock taken (free with mle_state_lock_info_clear). */
 int mle_state_lock(mle_state *st, const char *command, mle_state_lock_info *info,
                    mle_error **err);
+/* When mle_state_lock took over a stale lock (its holder was a process on this host that no
+ * longer exists), a message saying whose; else NULL. Borrowed. */
+const char *mle_state_lock_takeover(const mle_state *st);
 /* Release our own lock. */
 int mle_state_unlock(mle_state *st, mle_error **err);
 /* Release whatever lock has this ID (`state unlock ID`); error when the ID does not match. */

@@ -39,7 +39,7 @@ extern "C" {
 #endif
 
 #define MLE_ABI_MAJOR 1
-#define MLE_ABI_MINOR 0
+#define MLE_ABI_MINOR 1
 
 /* The one symbol a driver exports: `const struct mle_driver *mle_driver_entry(void);` */
 #define MLE_DRIVER_ENTRY_SYMBOL "mle_driver_entry"
@@ -159,7 +159,20 @@ typedef struct mle_resource_type {
      * idempotency token, ownership tags or caller-chosen name). DONE adopts it, NOT_FOUND
      * drops the intent. NULL: the core cannot adopt and reports the pending intent. */
     mle_op_fn adopt;
+
+    /* --- since ABI 1.1 --- */
+    /* Optional. `mlengine render`: answer DONE with attributes {"files": {"name.yaml": text}}
+     * — the documents a reviewer reads for op->config (manifests, merged Helm values).
+     * Unknown values arrive as the string "(known after apply)". No I/O. */
+    mle_op_fn render;
 } mle_resource_type;
+
+/* Since ABI 1.1: a cloud the driver does not support and what to use there instead, shown
+ * when a stack that targets that cloud (mle.cloud) uses the driver. */
+typedef struct mle_cloud_note {
+    const char *cloud;   /* "azure" */
+    const char *message; /* "use AKS node auto-provisioning (node_provisioning_profile)" */
+} mle_cloud_note;
 
 /* One driver option (its configuration, from the stack's `driver "aws" { ... }`). */
 typedef struct mle_option {
@@ -189,6 +202,9 @@ typedef struct mle_driver {
                 mle_error **err);
     /* Optional. Frees what init made. Called once, after the last operation. */
     void (*fini)(const struct mle_host *host, void *ctx);
+
+    /* --- since ABI 1.1 --- */
+    const mle_cloud_note *cloud_notes; /* ends with an entry whose cloud is NULL; may be NULL */
 } mle_driver;
 
 typedef const mle_driver *(*mle_driver_entry_fn)(void);
@@ -204,6 +220,7 @@ typedef enum mle_op_kind {
     MLE_OPK_IMPORT,
     MLE_OPK_POLL,
     MLE_OPK_ADOPT,
+    MLE_OPK_RENDER, /* since ABI 1.1 */
 } mle_op_kind;
 
 typedef struct mle_op {
@@ -392,6 +409,11 @@ typedef struct mle_host {
     /* ERROR: steals err. Retryable when its code is THROTTLED/TRANSIENT or it has a
      * retry-after. */
     mle_op_status (*op_error)(const struct mle_host *h, const mle_op *op, mle_error *err);
+
+    /* --- since ABI 1.1 (test with MLE_HAS_FIELD before use) --- */
+    /* One YAML document for v (block style, keys in object order). Caller frees; NULL and
+     * *err on failure. (libyaml inside.) */
+    char *(*v_to_yaml)(const struct mle_host *h, const mle_value *v, mle_error **err);
 } mle_host;
 
 #ifdef __cplusplus
