@@ -15,6 +15,7 @@
 #include "apply.h"
 #include "engine.h"
 #include "plan.h"
+#include "render.h"
 #include "schema.h"
 #include "secrets.h"
 #include "vars.h"
@@ -53,6 +54,7 @@ static const char *usage_main =
     "  apply [STACK|PLANFILE]  Make the infrastructure match the stack (or a saved plan)\n"
     "  destroy [STACK]         Delete everything this stack's state holds\n"
     "  validate [STACK]        Check the stack without touching state or clouds\n"
+    "  render [STACK] --out DIR  Write every manifest and merged values file for review\n"
     "  import STACK ADDR ID    Adopt an existing resource into state\n"
     "  drivers [schema NAME]   List drivers and their types, or print a driver's JSON Schema\n"
     "  state SUBCOMMAND        list | show ADDR | rm ADDR | mv FROM TO | pull | unlock ID\n"
@@ -105,6 +107,10 @@ static const help_entry helps[] = {
     {"validate", "Usage: mlengine validate [STACK] [options]\n\n"
                  "Evaluate the stack, check every resource against its driver's schema and\n"
                  "the graph for cycles. Touches no state and no cloud.\n"},
+    {"render", "Usage: mlengine render [STACK] --out DIR [options]\n\n"
+               "Write every document the stack would apply (Kubernetes manifests, merged Helm\n"
+               "values), one file per object under DIR/<address>/, for review in a pull\n"
+               "request. Values known only after apply show as \"(known after apply)\".\n"},
     {"import", "Usage: mlengine import STACK ADDR ID [options]\n\n"
                "Read the resource with provider ID through its driver and record it in\n"
                "state under ADDR (which the stack must declare).\n"},
@@ -610,6 +616,34 @@ out:
     return rc;
 }
 
+static int cmd_render(cli *c)
+{
+    if (!c->out_path) {
+        fprintf(stderr, "error: render needs --out DIR (where to write the documents)\n");
+        return 1;
+    }
+    mle_engine *e = NULL;
+    mle_error *err = NULL;
+    mle_plan *p = NULL;
+    size_t n = 0;
+    int rc = open_engine(c, stack_arg(c), 1, "render", &e, &err);
+    if (rc == 0) {
+        json_t *targets = targets_json(c);
+        mle_plan_opts po = {.targets = targets};
+        rc = mle_plan_build(e, &po, &p, &err);
+        json_decref(targets);
+    }
+    if (rc == 0)
+        rc = mle_render(e, p, c->out_path, &n, &err);
+    if (rc != 0)
+        rc = report(e, err);
+    else
+        printf("Rendered %zu file(s) into %s.\n", n, c->out_path);
+    mle_plan_free(p);
+    mle_engine_close(e);
+    return rc;
+}
+
 static int cmd_import(cli *c)
 {
     if (c->nargs != 3) {
@@ -849,6 +883,8 @@ int mle_cli_main(int argc, char **argv, volatile sig_atomic_t *interrupted)
         return cmd_validate(&c);
     if (!strcmp(c.command, "import"))
         return cmd_import(&c);
+    if (!strcmp(c.command, "render"))
+        return cmd_render(&c);
     if (!strcmp(c.command, "drivers"))
         return cmd_drivers(&c);
     if (!strcmp(c.command, "state"))

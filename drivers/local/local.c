@@ -688,6 +688,22 @@ static const mle_attr_schema rid_attrs[] = {
 
 #define N_ATTRS(a) (sizeof(a) / sizeof((a)[0]))
 
+/* render: the file as it would be written, named by its base name. */
+static mle_op_status file_render(const mle_host *h, const mle_op *op)
+{
+    const char *filename = h->v_str(h->v_get(op->config, "filename"));
+    const char *content = h->v_str(h->v_get(op->config, "content"));
+    const char *base = filename ? strrchr(filename, '/') : NULL;
+    base = base ? base + 1 : filename;
+    if (!base || !*base)
+        return h->op_error(h, op, h->error_new(h, MLE_E_INVALID, "local_file has no file name"));
+    mle_value *files = h->v_object();
+    h->v_set(files, base, h->v_string(content ? content : ""));
+    mle_value *attrs = h->v_object();
+    h->v_set(attrs, "files", files);
+    return h->op_done(h, op, NULL, attrs);
+}
+
 static const mle_resource_type local_file_type = {
     .struct_size = sizeof(mle_resource_type),
     .name = "local_file",
@@ -700,6 +716,7 @@ static const mle_resource_type local_file_type = {
     .del = file_delete,
     .import = file_import,
     .adopt = file_adopt,
+    .render = file_render,
 };
 
 static const mle_resource_type random_password_type = {

@@ -102,8 +102,30 @@ def test_state_commands(work):
 
 
 def test_help_everywhere(work):
-    for cmd in ("plan", "apply", "destroy", "validate", "import", "drivers", "state", "version"):
+    for cmd in ("plan", "apply", "destroy", "validate", "render", "import", "drivers", "state",
+                "version"):
         r = work.ok(cmd, "--help")
         assert "Usage: mlengine" in r.stdout
     r = work.ok("version")
     assert "driver ABI 1." in r.stdout
+
+
+def test_render_writes_documents(work):
+    work.write('''
+    local mle = require("mlengine")
+    local a = mle.resource("sim_resource", "a", { name = "a" })
+    mle.resource("local_file", "values", {
+      filename = "out/values.yaml",
+      content = "name: fixed\\nid: " .. a.id .. "\\n",
+    })
+    ''')
+    r = work.ok("render", "--out", "review")
+    assert "Rendered 1 file(s)" in r.stdout
+    text = (work.path / "review" / "local_file.values" / "values.yaml").read_text()
+    assert text == "name: fixed\nid: (known after apply)\n"
+    assert not (work.path / "out").exists()  # render writes nothing but the review files
+    assert not work.creates()
+    work.ok("apply", "--auto-approve")
+    work.ok("render", "--out", "review2")
+    text = (work.path / "review2" / "local_file.values" / "values.yaml").read_text()
+    assert text == f"name: fixed\nid: {work.creates()[0][2]}\n"
