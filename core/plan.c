@@ -366,6 +366,11 @@ static int plan_desired(plan_ctx *c, const json_t *res, mle_error **err)
     const mle_resource_type *rt = mle_engine_type(e, type, &drv, err);
     if (!rt)
         return -1;
+    /* Drivers are configured at plan time, as Terraform configures providers: a driver
+     * that cannot work here (no credentials, a missing CLI) fails the plan, never half way
+     * through an apply. */
+    if (mle_engine_driver_ready(e, drv, err) != 0)
+        return -1;
     mle_plan_item *it = new_item(c->p, address, type, drv->name);
     it->data = json_is_true(json_object_get(res, "data"));
     json_t *cfg = json_deep_copy(json_object_get(res, "config"));
@@ -377,8 +382,6 @@ static int plan_desired(plan_ctx *c, const json_t *res, mle_error **err)
 
     if (it->data) {
         if (!mle_marker_contains(it->config) && !c->o->destroy) {
-            if (mle_engine_driver_ready(e, drv, err) != 0)
-                return -1;
             it->action = MLE_ACT_NOOP;
             return read_data_now(c, it, rt, drv, err);
         }
