@@ -253,11 +253,10 @@ typedef struct plan_ctx {
 } plan_ctx;
 
 static void diff_attrs(const mle_resource_type *rt, mle_plan_item *it, const json_t *now,
-                       const json_t *before, const json_t *prev_config, int unknown_mask)
+                       const json_t *before, const json_t *prev_config)
 {
     const char *k;
     json_t *v;
-    (void)unknown_mask;
     json_object_foreach((json_t *)now, k, v) {
         const mle_attr_schema *a = mle_schema_attr(rt, k);
         int changed = mle_marker_contains(v) || differs(json_object_get(before, k), v);
@@ -279,11 +278,20 @@ static void diff_attrs(const mle_resource_type *rt, mle_plan_item *it, const jso
     }
 }
 
-/* Attributes we can already state for a resource about to change: its state overlaid with
- * the known parts of its new config (computed ones of a new resource stay unknown). */
-static json_t *projected_attrs(const json_t *before, const json_t *config, int keep_before)
+/* Attributes we can already state for a resource about to change: for an update, its
+ * state overlaid with the known parts of its new config, less what the provider computes
+ * (an update may change those; "id" never changes in place); for a create or replace, only
+ * the known parts of its config. What is left out reads as "(known after apply)". */
+static json_t *projected_attrs(const mle_resource_type *rt, const json_t *before,
+                               const json_t *config, int keep_before)
 {
     json_t *out = keep_before && before ? json_deep_copy(before) : json_object();
+    for (size_t i = 0; keep_before && i < rt->n_attrs; i++) {
+        const mle_attr_schema *a = &rt->attrs[i];
+        if ((a->flags & MLE_A_COMPUTED) && !(a->flags & (MLE_A_REQUIRED | MLE_A_OPTIONAL)) &&
+            strcmp(a->name, "id") != 0)
+            json_object_del(out, a->name);
+    }
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)config, k, v) {
@@ -392,7 +400,7 @@ static int plan_desired(plan_ctx *c, const json_t *res, mle_error **err)
     json_t *before = row ? json_object_get(row, "attrs") : NULL;
     if (!row || json_integer_value(json_object_get(row, "status")) == MLE_RS_PENDING_CREATE) {
         it->action = MLE_ACT_CREATE;
-        json_t *proj = projected_attrs(NULL, it->config, 0);
+        json_t *proj = projected_attrs(rt, NULL, it->config, 0);
         mle_engine_know(e, address, type, proj, it->sensitive);
         json_decref(proj);
         return 0;
@@ -402,7 +410,7 @@ static int plan_desired(plan_ctx *c, const json_t *res, mle_error **err)
                  : NULL;
     it->before = json_incref(before);
     it->cbd = (rt->flags & MLE_RT_CREATE_BEFORE_DESTROY) != 0;
-    diff_attrs(rt, it, it->config, before, json_object_get(row, "config"), 0);
+    diff_attrs(rt, it, it->config, before, json_object_get(row, "config"));
     if (json_array_size(it->force) > 0 ||
         (json_array_size(it->changed) > 0 && rt->update == NULL)) {
         if (json_array_size(it->force) == 0)
@@ -412,7 +420,7 @@ static int plan_desired(plan_ctx *c, const json_t *res, mle_error **err)
         it->action = json_array_size(it->changed) ? MLE_ACT_UPDATE : MLE_ACT_NOOP;
     }
     if (it->action != MLE_ACT_NOOP) {
-        json_t *proj = projected_attrs(before, it->config, it->action == MLE_ACT_UPDATE);
+        json_t *proj = projected_attrs(rt, before, it->config, it->action == MLE_ACT_UPDATE);
         mle_engine_know(e, address, type, proj, it->sensitive);
         json_decref(proj);
     }

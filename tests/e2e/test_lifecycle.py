@@ -126,3 +126,23 @@ def test_in_progress_operations_hold_no_worker(work):
     assert "5 created" in r.stdout
     assert len(work.creates()) == 5
     assert len(work.state_list()) == 5
+
+
+def test_computed_values_of_an_update_flow_to_dependents(work):
+    """An update may change what the provider computes (sim bumps `generation`): a resource
+    that refers to it is planned with (known after apply) and updated in the same apply."""
+    work.write('''
+    local mle = require("mlengine")
+    local a = mle.resource("sim_resource", "a", { value = mle.var("v", { default = "1" }) })
+    mle.resource("sim_resource", "b", { name = mle.format("gen-%s", a.generation) })
+    ''')
+    work.ok("apply", "--auto-approve")
+    r = work.ok("state", "show", "sim_resource.b")
+    assert json.loads(r.stdout)["attributes"]["name"] == "gen-1"
+    r = work.run("plan", "--var", "v=2")
+    assert "sim_resource.b (update in place)" in r.stdout
+    assert "(known after apply)" in r.stdout
+    work.ok("apply", "--auto-approve", "--var", "v=2")
+    r = work.ok("state", "show", "sim_resource.b")
+    assert json.loads(r.stdout)["attributes"]["name"] == "gen-2"
+    assert work.run("plan", "--detailed-exitcode", "--var", "v=2").returncode == 0
