@@ -114,9 +114,10 @@ static json_t *resolve_expr(mle_engine *e, const json_t *expr, int *unknown, int
         *unknown = 1;
         return json_pack("{s:o}", "$expr", out);
     }
-    char *buf = NULL;
+    char *buf = strdup(""); /* "" when there are no parts */
     size_t len = 0;
-    append_scalar(&buf, &len, json_string(""));
+    if (!buf)
+        abort();
     json_array_foreach(out, i, p) append_scalar(&buf, &len, p);
     json_decref(out);
     json_t *s = json_string(buf);
@@ -280,7 +281,8 @@ static void diff_attrs(const mle_resource_type *rt, mle_plan_item *it, const jso
 
 /* Attributes we can already state for a resource about to change: for an update, its
  * state overlaid with the known parts of its new config, less what the provider computes
- * (an update may change those; "id" never changes in place); for a create or replace, only
+ * (an update may change those, unless the schema says MLE_A_STABLE; "id" never changes in
+ * place); for a create or replace, only
  * the known parts of its config. What is left out reads as "(known after apply)". */
 static json_t *projected_attrs(const mle_resource_type *rt, const json_t *before,
                                const json_t *config, int keep_before)
@@ -289,7 +291,7 @@ static json_t *projected_attrs(const mle_resource_type *rt, const json_t *before
     for (size_t i = 0; keep_before && i < rt->n_attrs; i++) {
         const mle_attr_schema *a = &rt->attrs[i];
         if ((a->flags & MLE_A_COMPUTED) && !(a->flags & (MLE_A_REQUIRED | MLE_A_OPTIONAL)) &&
-            strcmp(a->name, "id") != 0)
+            !(a->flags & MLE_A_STABLE) && strcmp(a->name, "id") != 0)
             json_object_del(out, a->name);
     }
     const char *k;
@@ -336,10 +338,12 @@ static int read_data_now(plan_ctx *c, mle_plan_item *it, const mle_resource_type
     return 0;
 }
 
+/* Edges come from the stack's own config: a reference already resolved at plan time is
+ * still an ordering constraint (a role must exist before its policy is attached). */
 static void add_config_deps(mle_plan_item *it, const json_t *res)
 {
     json_t *set = json_object();
-    collect_refs(it->config, set);
+    collect_refs(json_object_get(res, "config"), set);
     size_t i;
     json_t *d;
     json_array_foreach(json_object_get(res, "depends_on"), i, d)

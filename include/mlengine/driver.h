@@ -111,6 +111,9 @@ enum mle_attr_flags {
     MLE_A_COMPUTED = 1u << 2,  /* set by the provider (with OPTIONAL: provider default) */
     MLE_A_FORCE_NEW = 1u << 3, /* a change replaces the resource */
     MLE_A_SENSITIVE = 1u << 4, /* redacted everywhere, encrypted at rest */
+    /* Since ABI 1.1: a computed attribute set at create and never changed by an in-place
+     * update (an ARN): dependents of an updated resource keep it as a known value. */
+    MLE_A_STABLE = 1u << 5,
 };
 
 typedef struct mle_attr_schema {

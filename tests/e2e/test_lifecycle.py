@@ -146,3 +146,16 @@ def test_computed_values_of_an_update_flow_to_dependents(work):
     r = work.ok("state", "show", "sim_resource.b")
     assert json.loads(r.stdout)["attributes"]["name"] == "gen-2"
     assert work.run("plan", "--detailed-exitcode", "--var", "v=2").returncode == 0
+
+
+def test_references_known_at_plan_still_order_the_apply(work):
+    """b refers to a.name, which the plan already knows: it is still an edge, so b is
+    created only after a (a role before the policy attached to it)."""
+    work.write('''
+    local mle = require("mlengine")
+    local a = mle.resource("sim_resource", "a", { name = "first", latency_ms = 300 })
+    mle.resource("sim_resource", "b", { name = a.name .. "-second" })
+    ''')
+    work.ok("apply", "--auto-approve")
+    order = [l[1] for l in work.creates()]
+    assert order == ["sim_resource.a", "sim_resource.b"], order
