@@ -280,6 +280,54 @@ static void test_serial_increments(void **ts) {
     mle_state_close(st);
 }
 
+/* A batch: puts and deletes join one transaction, invisible to another handle until
+ * batch_end, and the serial still counts every step. */
+static void test_batch(void **ts) {
+    fixture *f = *ts;
+    mle_state *st = open_ok(f->path, 1);
+    mle_state *other = open_ok(f->path, 0);
+    mle_error *err = NULL;
+    mle_state_resource a = make_res("sim_a.one", "sim_a");
+    mle_state_resource b = make_res("sim_a.two", "sim_a");
+    put_ok(st, &a);
+    assert_true(mle_state_serial(st) == 1);
+    assert_int_equal(mle_state_batch_begin(st, &err), 0);
+    expect_error(mle_state_batch_begin(st, &err), &err, MLE_E_INTERNAL, "already open");
+    put_ok(st, &b);
+    assert_int_equal(mle_state_delete(st, "sim_a.one", &err), 0);
+    assert_int_equal(mle_state_delete(st, "sim_a.none", &err), 0); /* no change */
+    assert_true(mle_state_serial(st) == 3);
+    mle_state_resource got;
+    assert_int_equal(mle_state_get(st, "sim_a.two", &got, &err), 1); /* its own writes */
+    mle_state_resource_clear(&got);
+    /* Another connection still sees the state before the batch. */
+    assert_int_equal(mle_state_get(other, "sim_a.two", &got, &err), 0);
+    assert_int_equal(mle_state_get(other, "sim_a.one", &got, &err), 1);
+    mle_state_resource_clear(&got);
+    assert_int_equal(mle_state_batch_end(st, &err), 0);
+    assert_int_equal(mle_state_get(other, "sim_a.two", &got, &err), 1);
+    mle_state_resource_clear(&got);
+    assert_int_equal(mle_state_get(other, "sim_a.one", &got, &err), 0);
+    /* An empty batch commits nothing and keeps the serial. */
+    assert_int_equal(mle_state_batch_begin(st, &err), 0);
+    assert_int_equal(mle_state_batch_end(st, &err), 0);
+    assert_true(mle_state_serial(st) == 3);
+    mle_state_close(other);
+    mle_state_close(st);
+    st = open_ok(f->path, 0);
+    assert_true(mle_state_serial(st) == 3);
+    mle_state_close(st);
+    /* A batch never ended (a crash) leaves nothing behind. */
+    st = open_ok(f->path, 0);
+    assert_int_equal(mle_state_batch_begin(st, &err), 0);
+    put_ok(st, &a);
+    mle_state_close(st);
+    st = open_ok(f->path, 0);
+    assert_true(mle_state_serial(st) == 3);
+    assert_int_equal(mle_state_get(st, "sim_a.one", &got, &err), 0);
+    mle_state_close(st);
+}
+
 static void test_meta(void **ts) {
     fixture *f = *ts;
     mle_state *st = open_ok(f->path, 1);
@@ -729,15 +777,24 @@ static void test_lock_live_then_stale(void **ts) {
     assert_non_null(strstr(err->message, h.id));
     expect_error(rc, &err, MLE_E_CONFLICT, NULL);
 
-    /* kill -9 the holder: the row stays, and now it is stale. */
+    /* kill -9 the holder: the row stays, and now it is stale — taken over, and said so. */
     kill(child, SIGKILL);
     assert_int_equal(waitpid(child, NULL, 0), child);
-    rc = mle_state_lock(st, "plan", NULL, &err);
-    assert_non_null(err);
-    print_message("stale: %s\n", err->message);
-    assert_non_null(strstr(err->message, "that process no longer exists: the lock is stale"));
-    assert_non_null(strstr(err->message, h.id));
-    expect_error(rc, &err, MLE_E_CONFLICT, "mlengine state unlock");
+    assert_null(mle_state_lock_takeover(st));
+    mle_state_lock_info mine;
+    assert_int_equal(mle_state_lock(st, "plan", &mine, &err), 0);
+    assert_null(err);
+    const char *took = mle_state_lock_takeover(st);
+    assert_non_null(took);
+    print_message("stale: %s\n", took);
+    assert_non_null(strstr(took, "took over a stale lock"));
+    assert_non_null(strstr(took, pidtxt + 1)); /* "pid N, command apply, since " */
+    mle_state_lock_info held;
+    assert_int_equal(mle_state_lock_holder(st, &held, &err), 1);
+    assert_string_equal(held.id, mine.id);
+    assert_true(held.pid == (long)getpid());
+    mle_state_lock_info_clear(&held);
+    mle_state_lock_info_clear(&mine);
     mle_state_lock_info_clear(&h);
     mle_state_close(st);
 }
@@ -750,8 +807,7 @@ static void test_lock_stale_and_force_unlock(void **ts) {
 
     mle_state *st = open_ok(f->path, 0);
     mle_error *err = NULL;
-    expect_error(mle_state_lock(st, "apply", NULL, &err), &err, MLE_E_CONFLICT, "stale");
-
+    /* The dead holder's row is there until someone locks or force-unlocks. */
     mle_state_lock_info h;
     assert_int_equal(mle_state_lock_holder(st, &h, &err), 1);
     expect_error(mle_state_force_unlock(st, "00000000-0000-4000-8000-000000000000", &err), &err,
@@ -859,6 +915,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_create_reopen_keeps_lineage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serial_increments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_get_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_sorted, setup, teardown),
