@@ -199,7 +199,7 @@ static char *ec2_arn(const aws_ctx *c, const char *owner, const char *kind, cons
  * ------------------------------------------------------------------------------------------ */
 static const mle_attr_schema vpc_attrs[] = {
     {"id", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The VPC ID (vpc-...)."},
-    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The VPC's ARN."},
+    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL, "The VPC's ARN."},
     {"cidr_block", MLE_T_STRING, 0, MLE_A_REQUIRED | MLE_A_FORCE_NEW, NULL,
      "The IPv4 CIDR block of the VPC, e.g. 10.0.0.0/16."},
     {"instance_tenancy", MLE_T_STRING, 0, MLE_A_OPTIONAL | MLE_A_FORCE_NEW, "\"default\"",
@@ -208,7 +208,7 @@ static const mle_attr_schema vpc_attrs[] = {
      "Whether the Amazon DNS server resolves names in the VPC."},
     {"enable_dns_hostnames", MLE_T_BOOL, 0, MLE_A_OPTIONAL, "true",
      "Whether instances get public DNS hostnames (EKS needs true)."},
-    {"owner_id", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The owning account."},
+    {"owner_id", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL, "The owning account."},
     {"tags", MLE_T_MAP, MLE_T_STRING, MLE_A_OPTIONAL, NULL,
      "Tags; mlengine adds mlengine:stack and mlengine:address itself."},
 };
@@ -366,7 +366,7 @@ static const mle_resource_type aws_vpc_type = {
  * ------------------------------------------------------------------------------------------ */
 static const mle_attr_schema subnet_attrs[] = {
     {"id", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The subnet ID (subnet-...)."},
-    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The subnet's ARN."},
+    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL, "The subnet's ARN."},
     {"vpc_id", MLE_T_STRING, 0, MLE_A_REQUIRED | MLE_A_FORCE_NEW, NULL, "The VPC."},
     {"cidr_block", MLE_T_STRING, 0, MLE_A_REQUIRED | MLE_A_FORCE_NEW, NULL,
      "The IPv4 CIDR block, inside the VPC's."},
@@ -501,10 +501,10 @@ static const mle_resource_type aws_subnet_type = {
  * ------------------------------------------------------------------------------------------ */
 static const mle_attr_schema igw_attrs[] = {
     {"id", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The internet gateway ID (igw-...)."},
-    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The gateway's ARN."},
+    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL, "The gateway's ARN."},
     {"vpc_id", MLE_T_STRING, 0, MLE_A_OPTIONAL, NULL,
      "The VPC to attach to; changing it detaches and re-attaches."},
-    {"owner_id", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The owning account."},
+    {"owner_id", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL, "The owning account."},
     {"tags", MLE_T_MAP, MLE_T_STRING, MLE_A_OPTIONAL, NULL,
      "Tags; mlengine adds mlengine:stack and mlengine:address itself."},
 };
@@ -1284,7 +1284,7 @@ static const mle_resource_type aws_route_table_type = {
  * ------------------------------------------------------------------------------------------ */
 static const mle_attr_schema sg_attrs[] = {
     {"id", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The group ID (sg-...)."},
-    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The group's ARN."},
+    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL, "The group's ARN."},
     {"name", MLE_T_STRING, 0, MLE_A_REQUIRED | MLE_A_FORCE_NEW, NULL, "The group name (unique in the VPC)."},
     {"description", MLE_T_STRING, 0, MLE_A_OPTIONAL | MLE_A_FORCE_NEW, "\"Managed by mlengine\"",
      "The group description."},

@@ -101,8 +101,8 @@ static const char *partition_of(const aws_ctx *c) {
 static const mle_attr_schema role_attrs[] = {
     {"id", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The role name."},
     {"name", MLE_T_STRING, 0, MLE_A_REQUIRED | MLE_A_FORCE_NEW, NULL, "The role name."},
-    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The role's ARN."},
-    {"unique_id", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The stable role ID (AROA...)."},
+    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL, "The role's ARN."},
+    {"unique_id", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL, "The stable role ID (AROA...)."},
     {"path", MLE_T_STRING, 0, MLE_A_OPTIONAL | MLE_A_FORCE_NEW, "\"/\"", "The IAM path."},
     {"assume_role_policy", MLE_T_ANY, 0, MLE_A_REQUIRED, NULL,
      "The trust policy: a table or JSON text."},
@@ -275,7 +275,7 @@ static const mle_resource_type aws_iam_role_type = {
  * ------------------------------------------------------------------------------------------ */
 static const mle_attr_schema policy_attrs[] = {
     {"id", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The policy ARN."},
-    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The policy ARN."},
+    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL, "The policy ARN."},
     {"name", MLE_T_STRING, 0, MLE_A_REQUIRED | MLE_A_FORCE_NEW, NULL, "The policy name."},
     {"path", MLE_T_STRING, 0, MLE_A_OPTIONAL | MLE_A_FORCE_NEW, "\"/\"", "The IAM path."},
     {"description", MLE_T_STRING, 0, MLE_A_OPTIONAL | MLE_A_FORCE_NEW, NULL,
@@ -660,12 +660,12 @@ static const mle_resource_type aws_iam_rpa_type = {
  * ------------------------------------------------------------------------------------------ */
 static const mle_attr_schema oidc_attrs[] = {
     {"id", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The provider ARN."},
-    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The provider ARN."},
+    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL, "The provider ARN."},
     {"url", MLE_T_STRING, 0, MLE_A_REQUIRED | MLE_A_FORCE_NEW, NULL,
      "The issuer URL (https://...), e.g. an EKS cluster's oidc_issuer."},
     {"client_id_list", MLE_T_LIST, MLE_T_STRING, MLE_A_REQUIRED, NULL,
      "Audiences (sts.amazonaws.com for IRSA)."},
-    {"condition_prefix", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL,
+    {"condition_prefix", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL,
      "The issuer without https://, as IAM condition keys name it (<prefix>:sub, <prefix>:aud) "
      "in an IRSA role's trust policy."},
     {"thumbprint_list", MLE_T_LIST, MLE_T_STRING, MLE_A_OPTIONAL | MLE_A_COMPUTED, NULL,
@@ -884,7 +884,7 @@ static const mle_resource_type aws_iam_oidc_type = {
  * ------------------------------------------------------------------------------------------ */
 static const mle_attr_schema caller_attrs[] = {
     {"account_id", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The account ID."},
-    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The caller's ARN."},
+    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL, "The caller's ARN."},
     {"user_id", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The caller's unique ID."},
     {"partition", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "aws, aws-cn or aws-us-gov."},
     {"region", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The driver's region."},

@@ -87,9 +87,9 @@ static int json_update_tags(const mle_host *h, aws_ctx *c, const mle_op *op, aws
 static const mle_attr_schema ecr_attrs[] = {
     {"id", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The repository name."},
     {"name", MLE_T_STRING, 0, MLE_A_REQUIRED | MLE_A_FORCE_NEW, NULL, "The repository name."},
-    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The repository ARN."},
-    {"registry_id", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The registry (account) ID."},
-    {"repository_url", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "Where to docker push."},
+    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL, "The repository ARN."},
+    {"registry_id", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL, "The registry (account) ID."},
+    {"repository_url", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL, "Where to docker push."},
     {"image_tag_mutability", MLE_T_STRING, 0, MLE_A_OPTIONAL, "\"MUTABLE\"", "MUTABLE or IMMUTABLE."},
     {"scan_on_push", MLE_T_BOOL, 0, MLE_A_OPTIONAL, "false", "Scan images for CVEs when pushed."},
     {"encryption_type", MLE_T_STRING, 0, MLE_A_OPTIONAL | MLE_A_FORCE_NEW, "\"AES256\"", "AES256 or KMS."},
@@ -281,7 +281,7 @@ static const mle_resource_type aws_ecr_repository_type = {
  * ------------------------------------------------------------------------------------------ */
 static const mle_attr_schema secret_attrs[] = {
     {"id", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The secret ARN."},
-    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The secret ARN."},
+    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL, "The secret ARN."},
     {"name", MLE_T_STRING, 0, MLE_A_REQUIRED | MLE_A_FORCE_NEW, NULL, "The secret name."},
     {"description", MLE_T_STRING, 0, MLE_A_OPTIONAL, NULL, "A description."},
     {"kms_key_id", MLE_T_STRING, 0, MLE_A_OPTIONAL, NULL,
@@ -527,8 +527,8 @@ static const mle_resource_type aws_secret_type = {
  * ------------------------------------------------------------------------------------------ */
 static const mle_attr_schema kms_attrs[] = {
     {"id", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The key ID."},
-    {"key_id", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The key ID."},
-    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The key ARN."},
+    {"key_id", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL, "The key ID."},
+    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL, "The key ARN."},
     {"description", MLE_T_STRING, 0, MLE_A_OPTIONAL, NULL, "A description."},
     {"key_usage", MLE_T_STRING, 0, MLE_A_OPTIONAL | MLE_A_FORCE_NEW, "\"ENCRYPT_DECRYPT\"",
      "ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC."},

@@ -15,7 +15,7 @@ static const mle_attr_schema bucket_attrs[] = {
     {"id", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "The bucket name."},
     {"bucket", MLE_T_STRING, 0, MLE_A_REQUIRED | MLE_A_FORCE_NEW, NULL,
      "The bucket name (globally unique)."},
-    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "arn:aws:s3:::<bucket>."},
+    {"arn", MLE_T_STRING, 0, MLE_A_COMPUTED | MLE_A_STABLE, NULL, "arn:aws:s3:::<bucket>."},
     {"region", MLE_T_STRING, 0, MLE_A_COMPUTED, NULL, "Where the bucket lives."},
     {"versioning", MLE_T_BOOL, 0, MLE_A_OPTIONAL, "false",
      "Keep object versions (turning it off suspends versioning)."},
