@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -495,10 +496,41 @@ static int emit_scalar(yaml_emitter_t *em, const char *s, size_t n, yaml_scalar_
 
 /* A string must come back as a string: quote it when its plain form would read as another
  * type; multi-line text goes in a literal block (libyaml falls back when it cannot). */
+/* Plain scalars that YAML 1.1 readers (helm, kubectl, PyYAML) take for something other than
+ * a string although YAML 1.2 does not: booleans like "on" and "no", numbers with '_',
+ * base-60 like "12:30", octal like "0755". Quoting them costs nothing and keeps them
+ * strings for every reader. */
+static int yaml11_ambiguous(const char *s, size_t n)
+{
+    static const char *const words[] = {"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No",
+                                        "NO", "on", "On", "ON", "off", "Off", "OFF", "=",
+                                        NULL};
+    for (const char *const *w = words; *w; w++)
+        if (strcmp(s, *w) == 0)
+            return 1;
+    if (n == 0)
+        return 0;
+    size_t i = (s[0] == '-' || s[0] == '+') ? 1 : 0;
+    if (i >= n || !(isdigit((unsigned char)s[i]) || s[i] == '.'))
+        return 0;
+    /* digits with '_', ':' or a leading 0: a 1.1 number (int, float, base 60, octal) */
+    int special = 0;
+    for (; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '_' || c == ':')
+            special = 1;
+        else if (!isdigit(c) && c != '.' && c != 'e' && c != 'E' && c != '-' && c != '+' &&
+                 c != 'x' && c != 'o' && !isxdigit(c))
+            return 0;
+    }
+    return special || (s[0] == '0' && n > 1);
+}
+
 static int emit_string(yaml_emitter_t *em, const char *s, size_t n)
 {
     json_t *as_plain = strlen(s) == n ? resolve_plain(s, n) : NULL;
-    int needs_quotes = !as_plain || !json_is_string(as_plain) || strcmp(s, "<<") == 0;
+    int needs_quotes = !as_plain || !json_is_string(as_plain) || strcmp(s, "<<") == 0 ||
+                       yaml11_ambiguous(s, n);
     json_decref(as_plain);
     yaml_scalar_style_t style = needs_quotes ? YAML_DOUBLE_QUOTED_SCALAR_STYLE
                                 : memchr(s, '\n', n) ? YAML_LITERAL_SCALAR_STYLE

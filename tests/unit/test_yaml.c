@@ -265,6 +265,33 @@ static void test_emit_shape(void **state)
     mle_error_free(err);
 }
 
+/* Strings a YAML 1.1 reader (helm, kubectl) would take for booleans or numbers are quoted. */
+static void test_emit_quotes_yaml11_lookalikes(void **state)
+{
+    (void)state;
+    const char *words[] = {"on", "off", "yes", "no", "y", "N", "0755", "1_000", "12:30", NULL};
+    json_t *v = json_object();
+    for (int i = 0; words[i]; i++)
+        json_object_set_new(v, words[i], json_string(words[i]));
+    json_object_set_new(v, "plain", json_string("mlflow"));
+    json_object_set_new(v, "version", json_string("1.2.3"));
+    char *text = mle_yaml_emit(v, NULL);
+    assert_non_null(text);
+    for (int i = 0; words[i]; i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "\"%s\": \"%s\"", words[i], words[i]);
+        if (!strstr(text, want))
+            fail_msg("%s not quoted in:\n%s", words[i], text);
+    }
+    assert_non_null(strstr(text, "plain: mlflow"));
+    assert_non_null(strstr(text, "version: 1.2.3"));
+    json_t *back = mle_yaml_parse(text, strlen(text), NULL);
+    assert_true(json_equal(json_array_get(back, 0), v));
+    json_decref(back);
+    free(text);
+    json_decref(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -276,6 +303,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_emit_round_trip),
         cmocka_unit_test(test_emit_shape),
+        cmocka_unit_test(test_emit_quotes_yaml11_lookalikes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
