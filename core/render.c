@@ -11,56 +11,108 @@
 #include <sys/stat.h>
 
 #include "apply.h"
+#include "schema.h"
 
 #define UNKNOWN "(known after apply)"
 
-/* An expression with unknown parts reads as its text with a placeholder in each gap. */
-static json_t *expr_text(const json_t *v)
+#define SECRET "(sensitive)"
+
+static json_t *review_value(mle_engine *e, const json_t *v);
+
+/* A reference reads as its value, "(known after apply)", or "(sensitive)". */
+static json_t *review_ref(mle_engine *e, const json_t *v)
+{
+    int unknown = 0, sens = 0;
+    json_t *r = mle_resolve(e, v, &unknown, &sens);
+    if (unknown || sens) {
+        json_decref(r);
+        return json_string(unknown ? UNKNOWN : SECRET);
+    }
+    return r;
+}
+
+/* An expression reads as its text with a placeholder in each gap; one secret part makes
+ * the whole text secret (a password inside a URL). */
+static json_t *review_expr(mle_engine *e, const json_t *v)
 {
     size_t len = 0, i;
     char *buf = calloc(1, 1);
-    json_t *part;
+    json_t *part, *out = NULL;
     json_array_foreach(json_object_get(v, "$expr"), i, part) {
+        json_t *p = review_value(e, part);
         char num[64];
-        const char *s = UNKNOWN;
-        if (json_is_string(part))
-            s = json_string_value(part);
-        else if (json_is_integer(part))
-            snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(part)), s = num;
-        else if (json_is_real(part))
-            snprintf(num, sizeof(num), "%.17g", json_real_value(part)), s = num;
+        const char *s = num;
+        if (json_is_string(p))
+            s = json_string_value(p);
+        else if (json_is_integer(p))
+            snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(p));
+        else if (json_is_real(p))
+            snprintf(num, sizeof(num), "%.17g", json_real_value(p));
+        else
+            snprintf(num, sizeof(num), "%s", json_is_true(p) ? "true" : "false");
+        if (strcmp(s, SECRET) == 0)
+            out = json_string(SECRET);
         size_t n = strlen(s);
         buf = realloc(buf, len + n + 1);
         memcpy(buf + len, s, n + 1);
         len += n;
+        json_decref(p);
     }
-    json_t *out = json_string(buf);
+    if (!out)
+        out = json_string(buf);
     free(buf);
     return out;
 }
 
-/* Markers that could not be resolved become a readable placeholder. */
-static json_t *placeholders(const json_t *v)
+/* The stack's own config, as a reviewer should read it: references resolved where known,
+ * placeholders where not, and every secret — marked, or reached through a reference —
+ * shown as "(sensitive)" and never in the clear. */
+static json_t *review_value(mle_engine *e, const json_t *v)
 {
     if (mle_marker_is_expr(v))
-        return expr_text(v);
+        return review_expr(e, v);
     if (mle_marker_is_ref(v))
-        return json_string(UNKNOWN);
+        return review_ref(e, v);
+    if (json_is_object(v) && json_object_size(v) == 1 && json_object_get(v, "$sensitive"))
+        return json_string(SECRET);
     if (json_is_object(v)) {
         json_t *out = json_object();
         const char *k;
         json_t *x;
-        json_object_foreach((json_t *)v, k, x) json_object_set_new(out, k, placeholders(x));
+        json_object_foreach((json_t *)v, k, x) json_object_set_new(out, k, review_value(e, x));
         return out;
     }
     if (json_is_array(v)) {
         json_t *out = json_array();
         size_t i;
         json_t *x;
-        json_array_foreach(v, i, x) json_array_append_new(out, placeholders(x));
+        json_array_foreach(v, i, x) json_array_append_new(out, review_value(e, x));
         return out;
     }
     return json_deep_copy(v);
+}
+
+static const json_t *declared_config(mle_engine *e, const char *address)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(e->stack->resources, i, r) {
+        if (strcmp(json_string_value(json_object_get(r, "address")), address) == 0)
+            return json_object_get(r, "config");
+    }
+    return NULL;
+}
+
+static json_t *review_config(mle_engine *e, const mle_plan_item *it,
+                             const mle_resource_type *rt)
+{
+    const json_t *raw = declared_config(e, it->address);
+    json_t *out = review_value(e, raw ? raw : it->config);
+    mle_schema_apply_defaults(rt, out);
+    for (size_t i = 0; i < rt->n_attrs; i++)
+        if ((rt->attrs[i].flags & MLE_A_SENSITIVE) && json_object_get(out, rt->attrs[i].name))
+            json_object_set_new(out, rt->attrs[i].name, json_string(SECRET));
+    return out;
 }
 
 static int mkdir_p(const char *path)
@@ -119,7 +171,7 @@ static int render_item(mle_engine *e, const mle_plan_item *it, const char *dir, 
         return 0;
     if (mle_engine_driver_ready(e, c.drv, err) != 0)
         return -1;
-    json_t *config = placeholders(it->config);
+    json_t *config = review_config(e, it, c.rt);
     c.op.kind = MLE_OPK_RENDER;
     c.op.type = it->type;
     c.op.address = it->address;

@@ -129,3 +129,25 @@ def test_render_writes_documents(work):
     work.ok("render", "--out", "review2")
     text = (work.path / "review2" / "local_file.values" / "values.yaml").read_text()
     assert text == f"name: fixed\nid: {work.creates()[0][2]}\n"
+
+
+def test_render_never_shows_secrets(work):
+    work.write('''
+    local mle = require("mlengine")
+    local pw = mle.resource("random_password", "db", { length = 16 })
+    local token = mle.var("token", { sensitive = true })
+    mle.resource("local_file", "values", {
+      filename = "values.yaml",
+      content = "url: postgres://app:" .. pw.result .. "@db\\ntoken: " .. token .. "\\n",
+    })
+    mle.resource("local_file", "plain", { filename = "plain.txt", content = mle.sensitive("hush-hush") })
+    ''')
+    v = ["--var", "token=Tok-3321-secret"]
+    work.ok("apply", "--auto-approve", *v)
+    work.ok("render", "--out", "review", *v)
+    text = (work.path / "review" / "local_file.values" / "values.yaml").read_text()
+    assert text == "(sensitive)"
+    assert (work.path / "review" / "local_file.plain" / "plain.txt").read_text() == "(sensitive)"
+    for p in (work.path / "review").rglob("*"):
+        if p.is_file():
+            assert "Tok-3321-secret" not in p.read_text() and "hush-hush" not in p.read_text()
