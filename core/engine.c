@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "http.h"
+#include "plan.h"
 #include "schema.h"
 
 void mle_engine_know(mle_engine *e, const char *address, const char *type,
@@ -18,7 +19,10 @@ void mle_engine_know(mle_engine *e, const char *address, const char *type,
 {
     json_t *k = json_object();
     json_object_set_new(k, "type", json_string(type));
-    json_object_set_new(k, "attrs", attrs ? json_deep_copy(attrs) : json_object());
+    /* Shared, not copied: nothing modifies an attributes object in place once it is known
+     * (they are replaced whole), and copying every resource's attributes was a large part of
+     * a no-op plan's time and memory (tests/bench/run). */
+    json_object_set_new(k, "attrs", attrs ? json_incref((json_t *)attrs) : json_object());
     if (extra_sensitive && json_array_size(extra_sensitive) > 0)
         json_object_set_new(k, "sensitive", json_deep_copy(extra_sensitive));
     json_object_set_new(e->known, address, k);
@@ -43,12 +47,58 @@ const mle_resource_type *mle_engine_type(mle_engine *e, const char *type,
     return NULL;
 }
 
+/* The stack's options for a driver with references resolved as far as they are known.
+ * New reference; *unknown when some are not known yet. Values that came from secrets are
+ * registered for redaction: a token taken from a cluster must never reach a log. */
+static json_t *driver_options_now(mle_engine *e, const char *name, int *unknown)
+{
+    json_t *raw = e->stack ? json_object_get(e->stack->drivers, name) : NULL;
+    json_t *out = json_object();
+    const char *k;
+    json_t *v;
+    *unknown = 0;
+    json_object_foreach(raw, k, v) {
+        int sens = 0;
+        json_t *r = mle_resolve(e, v, unknown, &sens);
+        if (sens && json_is_string(r))
+            mle_logger_add_secret(e->log, json_string_value(r));
+        json_object_set_new(out, k, r);
+    }
+    return out;
+}
+
+int mle_engine_driver_deferred(mle_engine *e, mle_loaded_driver *drv)
+{
+    if (drv->initialized)
+        return 0;
+    int unknown = 0;
+    json_decref(driver_options_now(e, drv->name, &unknown));
+    return unknown;
+}
+
 int mle_engine_driver_ready(mle_engine *e, mle_loaded_driver *drv, mle_error **err)
 {
     if (drv->initialized)
         return 0;
-    json_t *opts = e->stack ? json_object_get(e->stack->drivers, drv->name) : NULL;
-    return mle_registry_init(e->reg, drv, &e->svc, opts, err);
+    int unknown = 0;
+    json_t *opts = driver_options_now(e, drv->name, &unknown);
+    int rc;
+    if (unknown)
+        rc = mle_fail(err, MLE_E_INVALID,
+                      "driver %s: its options refer to values not known yet (a resource "
+                      "that has not been applied, or failed)",
+                      drv->name);
+    else
+        rc = mle_registry_init(e->reg, drv, &e->svc, opts, err);
+    json_decref(opts);
+    return rc;
+}
+
+/* Addresses the stack's options for a driver refer to, added to the set `deps`. */
+void mle_engine_driver_refs(mle_engine *e, const char *name, json_t *deps)
+{
+    json_t *raw = e->stack ? json_object_get(e->stack->drivers, name) : NULL;
+    mle_collect_refs(raw, deps);
 }
 
 int mle_engine_has_hook(const mle_engine *e, const char *name)
@@ -231,7 +281,7 @@ int mle_engine_open(const mle_engine_opts *o, mle_engine **out, mle_error **err)
     e->svc.http = e->http;
     e->known = json_object();
     e->vars = o->vars ? json_incref(o->vars) : json_object();
-    e->parallelism = o->parallelism > 0 ? o->parallelism : 32;
+    e->parallelism = o->parallelism > 0 ? o->parallelism : MLE_DEFAULT_PARALLELISM;
     e->progress = o->progress;
     e->out = stdout;
     *out = e;

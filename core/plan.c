@@ -155,8 +155,7 @@ json_t *mle_resolve(mle_engine *e, const json_t *v, int *unknown, int *sensitive
     return json_deep_copy(v);
 }
 
-/* Addresses referenced anywhere in v, added to the set `deps` (object used as a set). */
-static void collect_refs(const json_t *v, json_t *deps)
+void mle_collect_refs(const json_t *v, json_t *deps)
 {
     if (json_is_object(v)) {
         if (mle_marker_is_ref(v)) {
@@ -168,11 +167,11 @@ static void collect_refs(const json_t *v, json_t *deps)
         }
         const char *k;
         json_t *x;
-        json_object_foreach((json_t *)v, k, x) collect_refs(x, deps);
+        json_object_foreach((json_t *)v, k, x) mle_collect_refs(x, deps);
     } else if (json_is_array(v)) {
         size_t i;
         json_t *x;
-        json_array_foreach(v, i, x) collect_refs(x, deps);
+        json_array_foreach(v, i, x) mle_collect_refs(x, deps);
     }
 }
 
@@ -340,10 +339,11 @@ static int read_data_now(plan_ctx *c, mle_plan_item *it, const mle_resource_type
 
 /* Edges come from the stack's own config: a reference already resolved at plan time is
  * still an ordering constraint (a role must exist before its policy is attached). */
-static void add_config_deps(mle_plan_item *it, const json_t *res)
+static void add_config_deps(mle_engine *e, mle_plan_item *it, const json_t *res)
 {
     json_t *set = json_object();
-    collect_refs(json_object_get(res, "config"), set);
+    mle_collect_refs(json_object_get(res, "config"), set);
+    mle_engine_driver_refs(e, it->driver, set);
     size_t i;
     json_t *d;
     json_array_foreach(json_object_get(res, "depends_on"), i, d)
@@ -380,8 +380,10 @@ static int plan_desired(plan_ctx *c, const json_t *res, mle_error **err)
         return -1;
     /* Drivers are configured at plan time, as Terraform configures providers: a driver
      * that cannot work here (no credentials, a missing CLI) fails the plan, never half way
-     * through an apply. */
-    if (mle_engine_driver_ready(e, drv, err) != 0)
+     * through an apply. One whose options wait for resources of this apply (a cluster's
+     * endpoint) is configured when those exist. */
+    int deferred = mle_engine_driver_deferred(e, drv);
+    if (!deferred && mle_engine_driver_ready(e, drv, err) != 0)
         return -1;
     mle_plan_item *it = new_item(c->p, address, type, drv->name);
     it->data = json_is_true(json_object_get(res, "data"));
@@ -389,11 +391,11 @@ static int plan_desired(plan_ctx *c, const json_t *res, mle_error **err)
     mle_schema_apply_defaults(rt, cfg);
     it->config = resolve_config(e, cfg, it->sensitive);
     json_decref(cfg);
-    add_config_deps(it, res);
+    add_config_deps(e, it, res);
     json_object_set_new(c->desired, address, json_true());
 
     if (it->data) {
-        if (!mle_marker_contains(it->config) && !c->o->destroy) {
+        if (!mle_marker_contains(it->config) && !c->o->destroy && !deferred) {
             it->action = MLE_ACT_NOOP;
             return read_data_now(c, it, rt, drv, err);
         }
@@ -550,6 +552,8 @@ static int refresh(plan_ctx *c, mle_error **err)
         mle_loaded_driver *drv = NULL;
         const mle_resource_type *rt =
             mle_engine_type(e, json_string_value(json_object_get(row, "type")), &drv, err);
+        if (rt && mle_engine_driver_deferred(e, drv))
+            continue; /* its driver waits for this apply: nothing to read it with yet */
         if (!rt || mle_engine_driver_ready(e, drv, err) != 0) {
             rc = -1;
             break;
@@ -658,7 +662,10 @@ static int desired_order(mle_engine *e, size_t **order, mle_error **err)
     int rc = 0;
     json_array_foreach(res, i, r) {
         json_t *set = json_object();
-        collect_refs(json_object_get(r, "config"), set);
+        mle_collect_refs(json_object_get(r, "config"), set);
+        mle_loaded_driver *drv = NULL;
+        if (mle_registry_type(e->reg, json_string_value(json_object_get(r, "type")), &drv))
+            mle_engine_driver_refs(e, drv->name, set);
         size_t k;
         json_t *d;
         json_array_foreach(json_object_get(r, "depends_on"), k, d)

@@ -80,6 +80,9 @@ int mle_plan_load(mle_engine *e, const char *path, mle_plan **out, mle_error **e
 /* The state file a saved plan was made against (caller frees). */
 int mle_plan_peek_state(const char *path, char **state_path, mle_error **err);
 
+/* Addresses referenced anywhere in v, added to the set `deps` (a JSON object). */
+void mle_collect_refs(const json_t *v, json_t *deps);
+
 /* Check the evaluated stack's graph: references to undeclared resources and cycles. */
 int mle_stack_check(mle_engine *e, mle_error **err);
 

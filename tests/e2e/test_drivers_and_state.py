@@ -151,3 +151,26 @@ def test_render_never_shows_secrets(work):
     for p in (work.path / "review").rglob("*"):
         if p.is_file():
             assert "Tok-3321-secret" not in p.read_text() and "hush-hush" not in p.read_text()
+
+
+def test_driver_options_from_resources_of_the_same_apply(work, tmp_path):
+    """A driver configured from what this apply creates (as the kubernetes driver is from a
+    cluster's endpoint) is initialised once those resources exist; its resources wait."""
+    drv = build_hello(tmp_path / "drivers")
+    out = tmp_path / "out"
+    work.write(f'''
+    local mle = require("mlengine")
+    local rid = mle.resource("random_id", "dir", {{ byte_length = 4 }})
+    local keep = mle.resource("local_file", "keep", {{
+      filename = "{out}/" .. rid.hex .. "/.keep", content = "" }})
+    mle.driver("hello", {{ dir = mle.format("%s/%s", "{out}", rid.hex) }})
+    mle.resource("hello_greeting", "hi", {{ greeting = "hi", depends_on = {{ keep }} }})
+    ''')
+    r = work.ok("plan", "--driver-path", drv)
+    assert "hello_greeting.hi (create)" in r.stdout
+    work.ok("apply", "--auto-approve", "--driver-path", drv)
+    dirs = [d for d in out.iterdir() if d.is_dir()]
+    assert len(dirs) == 1
+    greetings = [p for p in dirs[0].iterdir() if p.name.startswith("hello-")]
+    assert len(greetings) == 1 and greetings[0].read_text() == "hi"
+    assert work.run("plan", "--refresh", "--detailed-exitcode", "--driver-path", drv).returncode == 0
