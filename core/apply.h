@@ -1,9 +1,12 @@
 /*
  * apply.h — the apply scheduler and the one place drivers are called.
  *
- * The scheduler walks the plan's graph with a pool of `parallelism` worker threads. A driver
- * call runs on a worker; the coordinating thread alone commits state (one transaction per
- * completed operation), releases dependents and keeps the timers. An operation that answers
+ * The scheduler walks the plan's graph with a pool of up to `parallelism` worker threads
+ * (started as calls need them). A driver call runs on a worker; the coordinating thread alone
+ * commits state, releases dependents and keeps the timers. Every completed operation and
+ * every create intent is committed before any call that follows from it starts; what one
+ * pass of the coordinator's loop handled (operations that ended together, intents of the
+ * creates it starts) shares one transaction. An operation that answers
  * "in progress" goes back to the coordinator and waits on a timer, holding no worker; a
  * retryable error waits on a timer too (exponential backoff with full jitter, honouring
  * retry-after, bounded by attempts and elapsed time). A failure stops only its dependents.

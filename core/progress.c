@@ -160,15 +160,21 @@ void mle_progress_event(mle_progress *p, const char *address, const char *action
         }
         draw(p);
         break;
-    case MLE_PROGRESS_LINES:
-        fprintf(p->f, "%s: %s %s", address, action, event);
+    case MLE_PROGRESS_LINES: {
+        /* Formatted first and written once: stderr is unbuffered, and the scheduler's
+         * coordinating thread writes two of these lines per resource. */
+        char after[48] = "", *line = NULL;
         if (strcmp(event, "start") != 0)
-            fprintf(p->f, " after %.1fs", elapsed_ms / 1000.0);
-        if (detail)
-            fprintf(p->f, ": %s", detail);
-        fprintf(p->f, " [%zu/%zu]\n", p->done + p->failed + p->skipped, p->total);
+            snprintf(after, sizeof(after), " after %.1fs", elapsed_ms / 1000.0);
+        if (asprintf(&line, "%s: %s %s%s%s%s [%zu/%zu]\n", address, action, event, after,
+                     detail ? ": " : "", detail ? detail : "",
+                     p->done + p->failed + p->skipped, p->total) >= 0) {
+            fputs(line, p->f);
+            free(line);
+        }
         fflush(p->f);
         break;
+    }
     }
 }
 

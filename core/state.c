@@ -47,6 +47,7 @@ enum {
     S_RES_PUT,
     S_RES_GET,
     S_RES_LIST,
+    S_RES_LIST_UNFINISHED,
     S_RES_DEL,
     S_RES_RENAME,
     S_RES_DEPS_MENTION,
@@ -77,6 +78,8 @@ static const char *const stmt_sql[S__COUNT] = {
                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [S_RES_GET] = "SELECT " RES_COLS " FROM resources WHERE address = ?1",
     [S_RES_LIST] = "SELECT " RES_COLS " FROM resources ORDER BY address",
+    [S_RES_LIST_UNFINISHED] = "SELECT " RES_COLS " FROM resources WHERE status != 0 "
+                              "ORDER BY address",
     [S_RES_DEL] = "DELETE FROM resources WHERE address = ?1",
     [S_RES_RENAME] = "UPDATE resources SET address = ?2 WHERE address = ?1",
     /* A cheap pre-filter on the JSON text; each hit is parsed and compared exactly. */
@@ -118,6 +121,9 @@ struct mle_state {
     int64_t serial;   /* as of the last transaction this handle ran */
     char *lock_id;    /* the lock this handle holds, or NULL */
     char *takeover;   /* what mle_state_lock took over, or NULL */
+    int batch;        /* inside mle_state_batch_begin/end: puts and deletes join one
+                         transaction; batch_dirty: one of them changed something */
+    int batch_dirty;
     sqlite3_stmt *stmt[S__COUNT];
 };
 
@@ -172,6 +178,38 @@ static int uuid_v4(char out[37]) {
 static char *col_text(sqlite3_stmt *s, int i) {
     const unsigned char *t = sqlite3_column_text(s, i);
     return t ? xstrdup((const char *)t) : NULL;
+}
+
+/* Is s (NULL counts as valid) well-formed UTF-8, as JSON strings must be? A state file is
+ * untrusted input: text that jansson cannot hold would silently vanish from exports. */
+static int utf8_ok(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (p && *p) {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        int more;
+        uint32_t c;
+        if ((*p & 0xE0) == 0xC0)
+            more = 1, c = *p & 0x1F;
+        else if ((*p & 0xF0) == 0xE0)
+            more = 2, c = *p & 0x0F;
+        else if ((*p & 0xF8) == 0xF0)
+            more = 3, c = *p & 0x07;
+        else
+            return 0;
+        p++;
+        for (int i = 0; i < more; i++, p++) {
+            if ((*p & 0xC0) != 0x80)
+                return 0;
+            c = c << 6 | (*p & 0x3F);
+        }
+        if ((more == 1 && c < 0x80) || (more == 2 && c < 0x800) || (more == 3 && c < 0x10000) ||
+            c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+            return 0;
+    }
+    return 1;
 }
 
 static mle_error_code code_of_sqlite(int rc) {
@@ -291,7 +329,9 @@ static int read_serial(mle_state *st, int64_t *out, mle_error **err) {
 }
 
 static void tx_rollback(mle_state *st) {
-    if (sqlite3_get_autocommit(st->db))
+    /* In a batch a failed step leaves the batch's other steps alone: SQLite has already
+     * undone the failed statement itself. */
+    if (st->batch || sqlite3_get_autocommit(st->db))
         return; /* SQLite already rolled back (e.g. after an I/O error) */
     sqlite3_stmt *s = stmt(st, S_ROLLBACK, NULL);
     if (s) {
@@ -303,6 +343,13 @@ static void tx_rollback(mle_state *st) {
 /* Start a write transaction and re-read the serial inside it: another process may have
  * committed since this handle last looked (the lock normally prevents it, the check is cheap). */
 static int tx_begin(mle_state *st, mle_error **err) {
+    if (st->batch) {
+        /* The batch's transaction is still open unless SQLite rolled it back on an error. */
+        if (sqlite3_get_autocommit(st->db))
+            return mle_fail(err, MLE_E_IO, "state %s: the batch transaction was rolled back "
+                            "after an earlier error", st->path);
+        return 0;
+    }
     if (exec_k(st, S_BEGIN_WRITE, "starting a transaction", err) != 0)
         return -1;
     if (read_serial(st, &st->serial, err) != 0) {
@@ -315,6 +362,12 @@ static int tx_begin(mle_state *st, mle_error **err) {
 /* Bump the serial and commit; on failure everything is rolled back. */
 static int tx_commit_bump(mle_state *st, mle_error **err) {
     int64_t next = st->serial + 1;
+    if (st->batch) {
+        /* Counted now, written once when the batch commits. */
+        st->serial = next;
+        st->batch_dirty = 1;
+        return 0;
+    }
     sqlite3_stmt *s = stmt(st, S_SERIAL_SET, err);
     if (!s) {
         tx_rollback(st);
@@ -337,6 +390,30 @@ static int tx_commit_plain(mle_state *st, mle_error **err) {
         return -1;
     }
     return 0;
+}
+
+int mle_state_batch_begin(mle_state *st, mle_error **err) {
+    if (st->batch)
+        return mle_fail(err, MLE_E_INTERNAL, "state %s: a batch is already open", st->path);
+    if (tx_begin(st, err) != 0)
+        return -1;
+    st->batch = 1;
+    st->batch_dirty = 0;
+    return 0;
+}
+
+int mle_state_batch_end(mle_state *st, mle_error **err) {
+    if (!st->batch)
+        return 0;
+    st->batch = 0;
+    if (sqlite3_get_autocommit(st->db))
+        return mle_fail(err, MLE_E_IO, "state %s: the batch transaction was rolled back after "
+                        "an error", st->path);
+    if (!st->batch_dirty)
+        return tx_commit_plain(st, err);
+    /* Every step bumped st->serial; write where it got to. */
+    st->serial--;
+    return tx_commit_bump(st, err);
 }
 
 /* A read transaction gives multi-statement reads (export) one consistent snapshot. */
@@ -583,7 +660,7 @@ fail:
 
 static int load_meta(mle_state *st, mle_error **err) {
     char *lineage = mle_state_meta_get(st, "lineage");
-    if (!lineage || strlen(lineage) >= sizeof st->lineage) {
+    if (!lineage || !*lineage || strlen(lineage) >= sizeof st->lineage || !utf8_ok(lineage)) {
         free(lineage);
         return not_state(st->path, "no lineage", err);
     }
@@ -704,6 +781,26 @@ void mle_state_resources_free(mle_state_resource *rs, size_t n) {
     free(rs);
 }
 
+/* What a resource must have to be stored (and to be read back): NULL when it has it all,
+ * else what it lacks, for "resource X put without ...". */
+static const char *resource_defect(const mle_state_resource *r) {
+    if (!r->address || !*r->address)
+        return "an address";
+    if (!r->type || !*r->type)
+        return "a type";
+    if (!r->driver || !*r->driver)
+        return "a driver";
+    if (r->status < MLE_RS_OK || r->status > MLE_RS_IN_PROGRESS)
+        return "a known status";
+    if (r->attrs && !json_is_object(r->attrs))
+        return "attributes that are an object";
+    if (r->config && !json_is_object(r->config))
+        return "a config that is an object";
+    if (r->deps && !json_is_array(r->deps))
+        return "dependencies that are an array";
+    return NULL;
+}
+
 /* Decode one row of RES_COLS. */
 static int row_to_resource(const mle_state *st, sqlite3_stmt *s, mle_state_resource *r,
                            mle_error **err) {
@@ -725,12 +822,28 @@ static int row_to_resource(const mle_state *st, sqlite3_stmt *s, mle_state_resou
         mle_state_resource_clear(r);
         return -1;
     }
+    /* A row mlengine did not write (a corrupt or edited file) is refused like bad JSON: the
+     * planner and the exports rely on what mle_state_put guarantees. */
+    const char *bad = resource_defect(r);
+    if (!bad && !(utf8_ok(r->address) && utf8_ok(r->type) && utf8_ok(r->driver) &&
+                  utf8_ok(r->id) && utf8_ok(r->token) && utf8_ok(r->poll_token)))
+        bad = "text that is UTF-8";
+    for (size_t i = 0; !bad && i < json_array_size(r->deps); i++)
+        if (!json_is_string(json_array_get(r->deps, i)))
+            bad = "dependencies that are addresses";
+    if (bad) {
+        mle_fail(err, MLE_E_INVALID, "state %s: a resource row (%s) without %s: the state is "
+                 "corrupt", st->path, utf8_ok(r->address) && r->address ? r->address : "?", bad);
+        mle_state_resource_clear(r);
+        return -1;
+    }
     return 0;
 }
 
 /* The list, without its own transaction (export wraps it in one). */
-static int list_rows(mle_state *st, mle_state_resource **out, size_t *n, mle_error **err) {
-    sqlite3_stmt *s = stmt(st, S_RES_LIST, err);
+static int list_rows_k(mle_state *st, int k, mle_state_resource **out, size_t *n,
+                       mle_error **err) {
+    sqlite3_stmt *s = stmt(st, k, err);
     if (!s)
         return -1;
     mle_state_resource *rs = NULL;
@@ -765,7 +878,14 @@ fail:
 int mle_state_list(mle_state *st, mle_state_resource **out, size_t *n, mle_error **err) {
     *out = NULL;
     *n = 0;
-    return list_rows(st, out, n, err);
+    return list_rows_k(st, S_RES_LIST, out, n, err);
+}
+
+int mle_state_list_unfinished(mle_state *st, mle_state_resource **out, size_t *n,
+                              mle_error **err) {
+    *out = NULL;
+    *n = 0;
+    return list_rows_k(st, S_RES_LIST_UNFINISHED, out, n, err);
 }
 
 int mle_state_get(mle_state *st, const char *address, mle_state_resource *out, mle_error **err) {
@@ -784,21 +904,7 @@ int mle_state_get(mle_state *st, const char *address, mle_state_resource *out, m
 }
 
 static int check_resource(const mle_state *st, const mle_state_resource *r, mle_error **err) {
-    const char *bad = NULL;
-    if (!r->address || !*r->address)
-        bad = "an address";
-    else if (!r->type || !*r->type)
-        bad = "a type";
-    else if (!r->driver || !*r->driver)
-        bad = "a driver";
-    else if (r->status < MLE_RS_OK || r->status > MLE_RS_IN_PROGRESS)
-        bad = "a known status";
-    else if (r->attrs && !json_is_object(r->attrs))
-        bad = "attributes that are an object";
-    else if (r->config && !json_is_object(r->config))
-        bad = "a config that is an object";
-    else if (r->deps && !json_is_array(r->deps))
-        bad = "dependencies that are an array";
+    const char *bad = resource_defect(r);
     if (!bad)
         return 0;
     return mle_fail(err, MLE_E_INTERNAL, "state %s: resource %s put without %s", st->path,
@@ -1060,9 +1166,14 @@ json_t *mle_state_outputs(mle_state *st, mle_error **err) {
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(s, 0);
         json_t *value = NULL;
-        if (col_json(st, s, 1, "output", name ? name : "?", &value, err) != 0)
+        if (!name || !utf8_ok(name)) {
+            mle_fail(err, MLE_E_INVALID, "state %s: an output without a name in UTF-8: the "
+                     "state is corrupt", st->path);
             goto fail;
-        json_object_set_new(all, name ? name : "",
+        }
+        if (col_json(st, s, 1, "output", name, &value, err) != 0)
+            goto fail;
+        json_object_set_new(all, name,
                             json_pack("{s:o?, s:b}", "value", value, "sensitive",
                                       sqlite3_column_int(s, 2)));
     }
@@ -1110,7 +1221,7 @@ static json_t *export_in_tx(mle_state *st, mle_error **err) {
     int64_t serial;
     mle_state_resource *rs = NULL;
     size_t n = 0;
-    if (read_serial(st, &serial, err) != 0 || list_rows(st, &rs, &n, err) != 0)
+    if (read_serial(st, &serial, err) != 0 || list_rows_k(st, S_RES_LIST, &rs, &n, err) != 0)
         return NULL;
     json_t *outputs = mle_state_outputs(st, err);
     if (!outputs) {
@@ -1118,12 +1229,24 @@ static json_t *export_in_tx(mle_state *st, mle_error **err) {
         return NULL;
     }
     json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, export_resource(&rs[i]));
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = export_resource(&rs[i]);
+        if (!o || json_array_append_new(arr, o) != 0) {
+            mle_fail(err, MLE_E_INVALID, "state %s: resource %s cannot be exported as JSON",
+                     st->path, rs[i].address);
+            mle_state_resources_free(rs, n);
+            json_decref(arr);
+            json_decref(outputs);
+            return NULL;
+        }
+    }
     mle_state_resources_free(rs, n);
-    return json_pack("{s:i, s:s, s:I, s:o, s:o}", "format_version", MLE_STATE_FORMAT, "lineage",
-                     st->lineage, "serial", (json_int_t)serial, "resources", arr, "outputs",
-                     outputs);
+    json_t *doc = json_pack("{s:i, s:s, s:I, s:o, s:o}", "format_version", MLE_STATE_FORMAT,
+                            "lineage", st->lineage, "serial", (json_int_t)serial, "resources",
+                            arr, "outputs", outputs);
+    if (!doc)
+        mle_fail(err, MLE_E_INVALID, "state %s cannot be exported as JSON", st->path);
+    return doc;
 }
 
 json_t *mle_state_export(mle_state *st, mle_error **err) {

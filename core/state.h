@@ -2,9 +2,10 @@
  * state.h — the embedded state store (SQLite, WAL): resources, outputs, lineage + serial, the
  * lock, and crash-recovery intents.
  *
- * Every mutating call is one transaction and bumps the serial: state is committed after each
- * operation, never rewritten whole. A file that is not an mlengine state (foreign SQLite,
- * corrupt bytes, a newer format) is refused with a clear error and never written to.
+ * Every mutating call is one transaction (or joins a batch: see mle_state_batch_begin) and
+ * bumps the serial: state is committed after each operation, never rewritten whole. A file
+ * that is not an mlengine state (foreign SQLite, corrupt bytes, a newer format) is refused
+ * with a clear error and never written to.
  * Not thread-safe: the apply scheduler commits from its coordinating thread only.
  */
 #ifndef MLE_CORE_STATE_H
@@ -60,6 +61,11 @@ const char *mle_state_path(const mle_state *st);    /* borrowed */
  * mle_state_resources_free. */
 int mle_state_list(mle_state *st, mle_state_resource **out, size_t *n, mle_error **err);
 void mle_state_resources_free(mle_state_resource *rs, size_t n);
+/* Only the resources whose status is not MLE_RS_OK (pending intents, operations in
+ * progress), sorted by address, like mle_state_list: what crash recovery needs, without
+ * decoding every other row. */
+int mle_state_list_unfinished(mle_state *st, mle_state_resource **out, size_t *n,
+                              mle_error **err);
 /* One resource; 1 found (*out filled, free with mle_state_resource_clear), 0 not found,
  * -1 error. */
 int mle_state_get(mle_state *st, const char *address, mle_state_resource *out, mle_error **err);
@@ -67,6 +73,14 @@ void mle_state_resource_clear(mle_state_resource *r);
 
 /* Insert or replace one resource (borrowed) in its own transaction; serial + 1. */
 int mle_state_put(mle_state *st, const mle_state_resource *r, mle_error **err);
+/* Batches: between mle_state_batch_begin and mle_state_batch_end, mle_state_put and
+ * mle_state_delete join one write transaction, committed by batch_end (each still counts
+ * one in the serial). Nothing they wrote is durable before batch_end returns 0; a step that
+ * fails leaves the others in the batch. Only puts, deletes and reads may run inside. The
+ * apply scheduler commits what it handled in one pass of its loop this way, and starts the
+ * driver calls that depend on it only after batch_end. */
+int mle_state_batch_begin(mle_state *st, mle_error **err);
+int mle_state_batch_end(mle_state *st, mle_error **err);
 /* Remove one resource; serial + 1. Not found is not an error (returns 0). */
 int mle_state_delete(mle_state *st, const char *address, mle_error **err);
 /* Rename; error when `from` is missing or `to` exists. */
