@@ -747,6 +747,10 @@ static void on_not_found(sched *s, node *n)
         step_done(s, n);
         return;
     }
+    /* It vanished while being created or updated: state must not keep a row that every
+     * later run would try to resume; the next plan creates it again. */
+    if (n->kind == MLE_OPK_POLL && drop_row(s, n->op_address) != 0)
+        return;
     fail_node(s, n, mle_error_new(MLE_E_NOT_FOUND,
                                   "%s no longer exists (deleted outside mlengine?): run "
                                   "`mlengine plan --refresh` to see and recreate it",
@@ -768,6 +772,22 @@ static void on_in_progress(sched *s, node *n)
                        NULL, mono_ms() - n->started_ms);
 }
 
+/* What state says after an operation failed for good. A create the provider refused made
+ * nothing: its intent goes. An operation that failed while being polled may have left
+ * something behind: a create keeps its intent (the next run's recovery asks the driver to
+ * find it by token), an update or delete leaves the resource as it was known before —
+ * never an in-progress row that every later run would resume. */
+static int settle_failed_row(sched *s, node *n)
+{
+    if (n->kind == MLE_OPK_CREATE)
+        return drop_row(s, n->op_address);
+    if (n->kind != MLE_OPK_POLL)
+        return 0;
+    if (n->poll_kind == MLE_OPK_CREATE)
+        return commit_node(s, n, MLE_RS_PENDING_CREATE, NULL);
+    return commit_node(s, n, MLE_RS_OK, n->state_attrs);
+}
+
 static void on_error(sched *s, node *n)
 {
     mle_op_result *r = &n->call.result;
@@ -782,7 +802,7 @@ static void on_error(sched *s, node *n)
     }
     mle_error *err = r->error;
     r->error = NULL;
-    if (n->kind == MLE_OPK_CREATE && drop_row(s, n->op_address) != 0) {
+    if (settle_failed_row(s, n) != 0) {
         mle_error_free(err);
         return;
     }

@@ -1,6 +1,9 @@
 """apply -> no-op plan -> update in place -> replace -> destroy, counted in the sim journal."""
 import json
+import subprocess
 import time
+
+import conftest
 
 STACK = '''
 local mle = require("mlengine")
@@ -159,3 +162,26 @@ def test_references_known_at_plan_still_order_the_apply(work):
     work.ok("apply", "--auto-approve")
     order = [l[1] for l in work.creates()]
     assert order == ["sim_resource.a", "sim_resource.b"], order
+
+
+def test_a_resource_that_vanishes_while_polled_leaves_no_stuck_row(work):
+    """Deleted by someone else while its create was in progress: the apply fails for it,
+    state keeps no in-progress row to resume forever, and the next apply creates it."""
+    work.write('''
+    local mle = require("mlengine")
+    mle.resource("sim_resource", "slow", { pending_ms = 2500 })
+    ''')
+    p = subprocess.Popen([conftest.binary(), "apply", "--auto-approve"], cwd=work.path,
+                         env=work.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not list(work.store.glob("sim-*.json")):
+        time.sleep(0.05)
+    for f in work.store.glob("sim-*.json"):
+        f.unlink()
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 1, out + err
+    assert "sim_resource.slow (create)" in out.split("Failed:")[1]
+    assert "operation in progress" not in work.ok("state", "list").stdout
+    work.ok("apply", "--auto-approve")
+    assert work.ok("state", "list").stdout.split() == ["sim_resource.slow"]
+    assert len(work.creates("sim_resource.slow")) == 2
