@@ -587,7 +587,11 @@ static int sign_common(const mle_host *host, const mle_aws_sigv4_request *req,
     sb_putc(&cr, '\n');
     canonical_path(&cr, req->path, pr->normalize_path, pr->encode_path);
     sb_putc(&cr, '\n');
-    ql_write(&cr, &ql);
+    sbuf cq = {0};
+    ql_write(&cq, &ql);
+    char *canonical_query = sb_take(&cq);
+    if (canonical_query)
+        sb_puts(&cr, canonical_query);
     sb_putc(&cr, '\n');
     if (canon_h.p)
         sb_puts(&cr, canon_h.p);
@@ -596,13 +600,14 @@ static int sign_common(const mle_host *host, const mle_aws_sigv4_request *req,
         sb_puts(&cr, signed_names);
     sb_putc(&cr, '\n');
     sb_puts(&cr, payload);
-    int failed = hl.oom || ql.oom || canon_h.oom || !signed_names || !scope_s;
+    int failed = hl.oom || ql.oom || canon_h.oom || !signed_names || !scope_s || !canonical_query;
     sb_free(&canon_h);
     hl_free(&hl);
     ql_free(&ql);
     char *canonical = sb_take(&cr);
     if (failed || !canonical) {
         free(canonical);
+        free(canonical_query);
         free(signed_names);
         free(scope_s);
         return oom(host, err);
@@ -630,6 +635,7 @@ static int sign_common(const mle_host *host, const mle_aws_sigv4_request *req,
     out->amz_date = dupstr(amz_date);
     out->payload_hash = dupstr(payload);
     out->signed_headers = signed_names;
+    out->canonical_query = canonical_query;
     failed = !sts_s || !sig[0] || !out->signature || !out->amz_date || !out->payload_hash;
 
     if (!failed && !presign) {
@@ -714,5 +720,6 @@ void mle_aws_sigv4_result_free(mle_aws_sigv4_result *r) {
     for (size_t i = 0; i < r->n_add; i++)
         free((char *)r->add[i].value);
     free(r->query);
+    free(r->canonical_query);
     memset(r, 0, sizeof *r);
 }

@@ -87,6 +87,12 @@ typedef struct mle_aws_sigv4_result {
     /* Presigning: the complete query string to send (the request's own parameters, then
      * X-Amz-Algorithm ... X-Amz-Signature), without '?'. NULL after header signing. */
     char *query;
+    /* The canonical query string, exactly as signed: every parameter decoded, re-encoded and
+     * sorted (presigning: the X-Amz-* parameters included, X-Amz-Signature not). Presigning
+     * callers may send it followed by "&X-Amz-Signature=<signature>" instead of out->query:
+     * the same parameters in sorted order, the layout of the AWS SDK for Go's presigned URLs
+     * (and so of EKS bearer tokens). */
+    char *canonical_query;
 } mle_aws_sigv4_result;
 
 /* Header signing. Returns 0 and fills *out (release with mle_aws_sigv4_result_free), or
