@@ -107,7 +107,15 @@ static mle_lua *rt_of(lua_State *L)
     return ud;
 }
 
-/* Memory cap (the HAProxy model). With ptr NULL, osize is a type tag, not a size. */
+static void count_hook(lua_State *L, lua_Debug *ar);
+
+/* Memory cap (the HAProxy model). With ptr NULL, osize is a type tag, not a size.
+ * Bytes allocated also count against the instruction budget, one instruction per
+ * ALLOC_BYTES_PER_INSTR: a library call (string.rep, .., table.concat) does work in C that
+ * the count hook never sees, so `while true do local s = ("x"):rep(1e7) end` would otherwise
+ * run for hours inside its budget. Once the budget is spent, the hook is made to run at the
+ * next instruction, where it ends the run. */
+#define ALLOC_BYTES_PER_INSTR 16
 static void *rt_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     mle_lua *rt = ud;
@@ -125,6 +133,11 @@ static void *rt_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (!p)
         return nsize <= old ? ptr : NULL; /* Lua assumes a shrink never fails */
     rt->mem_used = rt->mem_used - old + nsize;
+    if (nsize > old) {
+        rt->instr_used += (nsize - old) / ALLOC_BYTES_PER_INSTR;
+        if (rt->instr_used >= rt->instr_limit && !rt->instr_hit && rt->L)
+            lua_sethook(rt->L, count_hook, LUA_MASKCOUNT, 1);
+    }
     return p;
 }
 

@@ -94,10 +94,14 @@ int mle_plan_save(mle_engine *e, const mle_plan *p, const char *path, mle_error 
     int rc = 0;
     for (size_t i = 0; i < p->n && rc == 0; i++) {
         json_t *j = item_to_json(e, &p->items[i], err);
-        if (!j)
+        if (!j) {
             rc = -1;
-        else
+            if (err && !*err)
+                mle_fail(err, MLE_E_INTERNAL, "plan item %s cannot be saved as JSON",
+                         p->items[i].address ? p->items[i].address : "?");
+        } else {
             json_array_append_new(items, j);
+        }
     }
     json_t *drivers =
         rc == 0 ? sealed_blob(e, e->stack ? e->stack->drivers : NULL, "plan#drivers", err)
@@ -118,7 +122,11 @@ int mle_plan_save(mle_engine *e, const mle_plan *p, const char *path, mle_error 
                             p->destroy, "items", items, "drivers", drivers, "outputs", outputs,
                             "data", data, "drift", p->drift);
     /* "format" first so `apply` can recognise a plan file from its first bytes. */
-    char *text = json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    char *text = doc ? json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
+    if (!text) {
+        json_decref(doc);
+        return mle_fail(err, MLE_E_INTERNAL, "the plan cannot be saved as JSON");
+    }
     rc = write_private(path, text, err);
     free(text);
     json_decref(doc);
@@ -170,7 +178,7 @@ int mle_plan_peek_state(const char *path, char **state_path, mle_error **err)
 static json_t *open_blob(mle_engine *e, const json_t *v, const char *aad, mle_error **err)
 {
     if (!mle_secrets_is_sealed(v))
-        return json_deep_copy(v ? v : json_object());
+        return v ? json_deep_copy(v) : json_object();
     return mle_secrets_open(e, v, aad, err);
 }
 
@@ -179,14 +187,32 @@ static char *dup_str(const json_t *v)
     return json_is_string(v) ? strdup(json_string_value(v)) : NULL;
 }
 
+/* A list of names (attributes, addresses): absent is empty, anything else is refused. */
+static json_t *names_from_json(const json_t *j, const char *key, const char *address,
+                               mle_error **err)
+{
+    const json_t *v = json_object_get(j, key);
+    if (!v)
+        return json_array();
+    int ok = json_is_array(v);
+    for (size_t i = 0; ok && i < json_array_size(v); i++)
+        ok = json_is_string(json_array_get(v, i));
+    if (!ok) {
+        mle_fail(err, MLE_E_INVALID, "plan file item %s: \"%s\" is not a list of names",
+                 address, key);
+        return NULL;
+    }
+    return json_incref((json_t *)v);
+}
+
 static int item_from_json(mle_engine *e, const json_t *j, mle_plan_item *it, mle_error **err)
 {
     memset(it, 0, sizeof(*it));
     it->address = dup_str(json_object_get(j, "address"));
     it->type = dup_str(json_object_get(j, "type"));
     it->driver = dup_str(json_object_get(j, "driver"));
-    if (!it->address || !it->type)
-        return mle_fail(err, MLE_E_INVALID, "plan file item without address or type");
+    if (!it->address || !it->type || !it->driver)
+        return mle_fail(err, MLE_E_INVALID, "plan file item without address, type or driver");
     it->action = (mle_action)json_integer_value(json_object_get(j, "action"));
     if (it->action > MLE_ACT_RESUME)
         return mle_fail(err, MLE_E_INVALID, "plan file item %s has an unknown action",
@@ -194,12 +220,11 @@ static int item_from_json(mle_engine *e, const json_t *j, mle_plan_item *it, mle
     it->data = json_is_true(json_object_get(j, "data"));
     it->cbd = json_is_true(json_object_get(j, "cbd"));
     it->id = dup_str(json_object_get(j, "id"));
-#define ARR(name) (json_is_array(json_object_get(j, name)) ? json_incref(json_object_get(j, name)) : json_array())
-    it->changed = ARR("changed");
-    it->force = ARR("force");
-    it->sensitive = ARR("sensitive");
-    it->deps = ARR("deps");
-#undef ARR
+    if (!(it->changed = names_from_json(j, "changed", it->address, err)) ||
+        !(it->force = names_from_json(j, "force", it->address, err)) ||
+        !(it->sensitive = names_from_json(j, "sensitive", it->address, err)) ||
+        !(it->deps = names_from_json(j, "deps", it->address, err)))
+        return -1;
     json_t *r = json_object_get(j, "resume");
     it->resume = json_is_object(r) ? json_incref(r) : NULL;
     mle_state_resource tmp = {.address = it->address, .type = it->type};
@@ -265,11 +290,48 @@ static int know_from_state(mle_engine *e, const json_t *data, mle_error **err)
     return rc;
 }
 
+/* The parts apply walks without further checks must have the shape plan_save gives them. */
+static int check_shape(const json_t *doc, const char *path, mle_error **err)
+{
+    const json_t *items = json_object_get(doc, "items");
+    const json_t *outputs = json_object_get(doc, "outputs");
+    const json_t *drift = json_object_get(doc, "drift");
+    const char *bad = NULL;
+    if (!json_is_array(items))
+        bad = "\"items\" is not a list";
+    else if (!json_is_object(outputs))
+        bad = "\"outputs\" is not an object";
+    else if (drift && !json_is_array(drift))
+        bad = "\"drift\" is not a list";
+    const char *k;
+    json_t *v;
+    if (!bad) {
+        json_object_foreach((json_t *)outputs, k, v) {
+            if (!json_is_object(v))
+                bad = "an output is not an object";
+        }
+    }
+    for (size_t i = 0; !bad && i < json_array_size(drift); i++) {
+        const json_t *d = json_array_get(drift, i);
+        const json_t *changes = json_object_get(d, "changes");
+        if (!json_is_string(json_object_get(d, "address")) ||
+            (changes && !json_is_object(changes)))
+            bad = "a drift entry has no address or changes";
+    }
+    if (!bad)
+        return 0;
+    return mle_fail(err, MLE_E_INVALID, "%s is not a valid plan file: %s", path, bad);
+}
+
 int mle_plan_load(mle_engine *e, const char *path, mle_plan **out, mle_error **err)
 {
     json_t *doc = read_plan_doc(path, err);
     if (!doc)
         return -1;
+    if (check_shape(doc, path, err) != 0) {
+        json_decref(doc);
+        return -1;
+    }
     mle_plan *p = calloc(1, sizeof(*p));
     int rc = check_fresh(e, doc, path, err);
     json_t *items = json_object_get(doc, "items");
@@ -294,6 +356,9 @@ int mle_plan_load(mle_engine *e, const char *path, mle_plan **out, mle_error **e
         p->drift = json_array();
     if (rc == 0 && (!drivers || !p->data || !p->outputs))
         rc = -1;
+    if (rc == 0 && (!json_is_object(drivers) || !json_is_object(p->data)))
+        rc = mle_fail(err, MLE_E_INVALID, "%s: the drivers or data of the plan file are not "
+                      "objects", path);
     if (rc == 0 && !e->stack) {
         /* Apply from a plan file does not evaluate the stack: drivers get their options
          * from the plan, so the run does exactly what was reviewed. */

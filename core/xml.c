@@ -19,9 +19,21 @@
 
 static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
 
+/* libxml2 reports some errors (input encoding, I/O) through its process-wide generic handler
+ * rather than the parser context, which XML_PARSE_NOERROR does not silence: a malformed
+ * provider answer would print "encoding error : ..." on mlengine's stderr. The parser
+ * context still records them for parse_failed. */
+static void xml_quiet(void *ctx, const char *msg, ...)
+{
+    (void)ctx;
+    (void)msg;
+}
+
 static void xml_init_once(void)
 {
     xmlInitParser();
+    xmlThrDefSetGenericErrorFunc(NULL, xml_quiet); /* threads that start using libxml2 later */
+    xmlSetGenericErrorFunc(NULL, xml_quiet);       /* this one */
 }
 
 static int is_text(const xmlNode *n)

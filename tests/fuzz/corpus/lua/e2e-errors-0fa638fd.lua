@@ -1,0 +1,3 @@
+
+local mle = require("mlengine")
+local a = mle.resource("sim_resource", "a", { name = "a" })

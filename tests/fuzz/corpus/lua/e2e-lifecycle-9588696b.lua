@@ -1,0 +1,3 @@
+
+local mle = require("mlengine")
+mle.resource("sim_cbd_resource", "x", { zone = mle.var("zone", { default = "a" }) })

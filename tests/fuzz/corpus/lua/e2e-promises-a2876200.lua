@@ -1,0 +1,3 @@
+
+local mle = require("mlengine")
+mle.resource("sim_resource", "a", { name = "a", value = "v1" })
