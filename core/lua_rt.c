@@ -2237,12 +2237,75 @@ static void set_fn(lua_State *L, int t, const char *name, lua_CFunction fn, int 
     lua_setfield(L, t, name);
 }
 
+/* Lua's pattern matcher backtracks inside one C call, where neither the instruction hook
+ * nor the memory cap can stop it: ("a"):rep(3000):find(".-.-.-.-x") runs for hours. A call
+ * whose estimated worst case passes PATTERN_MAX_STEPS is refused before it starts. The
+ * estimate for an n-byte subject and k repetitions (*, +, -, %b) is n^k, or n^(k+1) when a
+ * repetition is of '.', which can run on to the end of the subject from every start
+ * position. Ordinary uses pass: "(%w+): (%w+)" over 300 KB, "(.-)\n" over 300 KB. */
+#define PATTERN_MAX_STEPS 1e11
+
+static int pattern_repetitions(const char *p, size_t len, int *dot)
+{
+    int reps = 0;
+    *dot = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '%') {
+            reps += i + 1 < len && p[i + 1] == 'b';
+            i++;
+        } else if (p[i] == '[') {
+            /* a set: its ']' right after '[' or '[^' is a member, %x escapes */
+            size_t j = i + 1 + (i + 1 < len && p[i + 1] == '^');
+            for (j += j < len && p[j] == ']'; j < len && p[j] != ']'; j++)
+                j += p[j] == '%';
+            i = j;
+        } else if ((p[i] == '*' || p[i] == '+' || p[i] == '-') && i > 0) {
+            reps++;
+            *dot |= p[i - 1] == '.' && (i < 2 || p[i - 2] != '%');
+        }
+    }
+    return reps;
+}
+
+/* Upvalue 1: the real string function; upvalue 2: its name. */
+static int l_pattern_guard(lua_State *L)
+{
+    size_t n = 0, plen = 0;
+    const char *subject = luaL_checklstring(L, 1, &n);
+    const char *pat = luaL_checklstring(L, 2, &plen);
+    (void)subject;
+    int plain = lua_toboolean(L, 4) && strcmp(lua_tostring(L, lua_upvalueindex(2)), "find") == 0;
+    int dot = 0;
+    int reps = plain ? 0 : pattern_repetitions(pat, plen, &dot);
+    if (reps > 0 && pow((double)n + 1, reps + dot) > PATTERN_MAX_STEPS)
+        return rt_error(L, "string.%s: a pattern with %d repetitions on a %zu-byte string "
+                           "could run for hours (Lua patterns backtrack); match a shorter "
+                           "string or use fewer repetitions",
+                        lua_tostring(L, lua_upvalueindex(2)), reps, n);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static void guard_patterns(lua_State *L, int copy, int real)
+{
+    static const char *const fns[] = {"find", "match", "gmatch", "gsub", NULL};
+    for (const char *const *f = fns; *f; f++) {
+        lua_getfield(L, real, *f);
+        lua_pushstring(L, *f);
+        lua_pushcclosure(L, l_pattern_guard, 2);
+        lua_setfield(L, copy, *f);
+    }
+}
+
 static void open_string(lua_State *L, int env, int real)
 {
     lua_newtable(L);
     int copy = lua_gettop(L);
     copy_all(L, real, copy);
     set_fn(L, copy, "format", l_format, real);
+    guard_patterns(L, copy, real);
     push_proxy(L, copy, "string", NULL);
     /* ("%s"):format(x) and friends go through the same frozen copy */
     lua_pushliteral(L, "");

@@ -172,3 +172,19 @@ def test_not_a_driver(work, tmp_path):
     (drv / "junk.so").write_bytes(b"not an elf file")
     r = work.run("plan", "--driver-path", drv)
     assert_untouched(work, d, r, "junk.so", "not a loadable shared object")
+
+
+def test_backtracking_pattern_refused(work):
+    """Lua's matcher backtracks in C where no instruction limit reaches: a pattern that
+    could run for hours is refused up front, ordinary ones still work."""
+    d = applied(work)
+    work.write(GOOD + '''
+    local text = ("key: value\\n"):rep(5000)
+    local n = select(2, text:gsub("(%w+): (%w+)", "%1=%2"))
+    assert(n == 5000 and ("k=v"):match("^(%w+)=(%w+)$") == "k")
+    local s = ("a"):rep(3000):find(".-.-.-.-x")
+    ''')
+    t0 = time.monotonic()
+    r = work.run("plan", timeout=60)
+    assert time.monotonic() - t0 < 30
+    assert_untouched(work, d, r, "string.find", "could run for hours")
