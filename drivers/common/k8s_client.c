@@ -26,7 +26,10 @@
  */
 #include "k8s_client.h"
 
+#include "eks_token.h"
+
 #include <errno.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -241,7 +244,12 @@ typedef struct k8s_conn {
     char *namespace; /* for namespaced objects that name none: the context's, else "default" */
     char *source;    /* where the connection came from, for messages */
     const char *driver; /* "kubernetes", "karpenter"...: static, for messages and logs */
+    struct k8s_tokprov *prov; /* the token provider (token_provider option), or NULL; its
+                                 token changes over the run, behind its own mutex */
 } k8s_conn;
+
+typedef struct k8s_tokprov k8s_tokprov;
+static void tokprov_free(k8s_tokprov *p);
 
 static void conn_clear(k8s_conn *k)
 {
@@ -252,6 +260,7 @@ static void conn_clear(k8s_conn *k)
     free(k->key_pem);
     free(k->namespace);
     free(k->source);
+    tokprov_free(k->prov);
     const char *driver = k->driver;
     memset(k, 0, sizeof(*k));
     k->driver = driver;
@@ -510,6 +519,530 @@ static const char *opt_str(const mle_host *h, const mle_value *options, const ch
     return s && *s ? s : NULL;
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Token providers: the bearer token of a managed cluster, from the cloud's identity
+ * (option token_provider, with host + cluster_ca_certificate from the cluster's outputs).
+ *
+ *   eks: a presigned STS GetCallerIdentity URL (eks_token.c, signed by aws_sigv4.c), from the
+ *        AWS credentials in the environment; used for 14 minutes.
+ *   aks: an Azure AD (Entra ID) access token for the AKS server application (scope
+ *        6dae42f8-4368-4678-94ff-3960e28e3630/.default), client-credentials grant at
+ *        {AZURE_AUTHORITY_HOST}/{AZURE_TENANT_ID}/oauth2/v2.0/token with a federated token
+ *        (workload identity: AZURE_FEDERATED_TOKEN_FILE, read again on every refresh since
+ *        it is rotated) or a client secret.
+ *   gke: a Google OAuth access token: $GOOGLE_OAUTH_ACCESS_TOKEN as given, else the
+ *        application-default credentials file (a service account key: a JWT signed RS256
+ *        with its key, exchanged at its token_uri; or gcloud's authorized_user refresh token).
+ *
+ * Every token, and every credential sent to get one, is registered as a secret before it
+ * can reach a log line. A token is cached until shortly before it expires and fetched again
+ * by the request that finds it stale, under the provider's mutex (one fetch at a time; the
+ * other workers wait for it). A failed refresh keeps using a token that has not expired yet.
+ * ------------------------------------------------------------------------------------------ */
+
+enum { TP_EKS = 1, TP_AKS, TP_GKE };
+
+#define TP_AKS_SCOPE "6dae42f8-4368-4678-94ff-3960e28e3630/.default"
+#define TP_GKE_SCOPE "https://www.googleapis.com/auth/cloud-platform"
+#define TP_GOOGLE_TOKEN_URI "https://oauth2.googleapis.com/token"
+#define TP_AZURE_AUTHORITY "https://login.microsoftonline.com/"
+#define TP_JWT_BEARER "urn:ietf:params:oauth:grant-type:jwt-bearer"
+#define TP_ASSERTION_TYPE "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+#define TP_MARGIN_MS (5 * 60 * 1000LL) /* refresh an OAuth token this long before it expires */
+#define TP_JWT_LIFETIME_S 3600         /* Google's maximum for a service-account assertion */
+
+struct k8s_tokprov {
+    pthread_mutex_t mu;
+    int kind;
+    const char *name;     /* "eks", "aks", "gke" (static) */
+    const char *driver;   /* static */
+    char *eks_cluster;    /* eks */
+    char *aws_region;     /* eks */
+    char *token;          /* the cached token, or NULL */
+    int64_t refresh_at;   /* wall clock ms: fetch a new one from then on (0: now) */
+    int64_t expires_at;   /* wall clock ms: the cached one is refused from then on */
+};
+
+static void tokprov_free(k8s_tokprov *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_destroy(&p->mu);
+    free(p->eks_cluster);
+    free(p->aws_region);
+    free(p->token);
+    free(p);
+}
+
+static const char *env_ne(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+static mle_error *tp_err(const mle_host *h, const k8s_tokprov *p, mle_error_code code,
+                         const char *hint, const char *fmt, ...) MLE_PRINTF(5, 6);
+static mle_error *tp_err(const mle_host *h, const k8s_tokprov *p, mle_error_code code,
+                         const char *hint, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    mle_error *e = h->error_new(h, code, "%s driver, token_provider \"%s\": %s", p->driver,
+                                p->name, msg);
+    if (hint)
+        h->error_set_hint(e, hint);
+    return e;
+}
+
+/* A token endpoint must be https; plain http only on loopback (a local emulator or test
+ * peer: nothing leaves the machine). */
+static int tp_url_ok(const char *url)
+{
+    if (strncmp(url, "https://", 8) == 0)
+        return 1;
+    if (strncmp(url, "http://", 7) != 0)
+        return 0;
+    const char *host = url + 7;
+    static const char *const loop[] = {"127.0.0.1", "localhost", "[::1]"};
+    for (size_t i = 0; i < sizeof loop / sizeof *loop; i++) {
+        size_t n = strlen(loop[i]);
+        if (strncmp(host, loop[i], n) == 0 &&
+            (host[n] == ':' || host[n] == '/' || host[n] == '\0'))
+            return 1;
+    }
+    return 0;
+}
+
+/* The form field `s` percent-encoded, malloc'd. */
+static char *form_enc(const mle_host *h, const char *s)
+{
+    char *e = h->url_encode(h, s, 0);
+    char *out = xstrdup(e ? e : "");
+    h->free(h, e);
+    return out;
+}
+
+/* POST an OAuth 2.0 token request (form body) and read {"access_token", "expires_in"}.
+ * Returns 0 with *token (malloc'd, registered as a secret) and *expires_in_s, or -1 with
+ * *err. */
+static int tp_oauth_post(const mle_host *h, const k8s_tokprov *p, const char *url,
+                         const char *body, char **token, int64_t *expires_in_s,
+                         mle_error **err)
+{
+    if (!tp_url_ok(url)) {
+        *err = tp_err(h, p, MLE_E_INVALID, NULL, "the token endpoint %s is not https "
+                      "(plain http is accepted on loopback only)", url);
+        return -1;
+    }
+    mle_http_header hdrs[] = {
+        {"Content-Type", "application/x-www-form-urlencoded"},
+        {"Accept", "application/json"},
+    };
+    mle_http_request req = {
+        .struct_size = sizeof(req),
+        .method = "POST",
+        .url = url,
+        .headers = hdrs,
+        .n_headers = 2,
+        .body = body,
+        .body_len = strlen(body),
+        .timeout_ms = 30000,
+    };
+    h->log(h, MLE_LOG_DEBUG, "%s: token_provider %s: requesting a token from %s", p->driver,
+           p->name, url);
+    mle_http_response *resp = NULL;
+    mle_error *he = NULL;
+    if (h->http(h, &req, &resp, &he) != 0) {
+        *err = tp_err(h, p, MLE_E_TRANSIENT, "is the token endpoint reachable?",
+                      "requesting a token from %s: %s", url, he ? h->error_message(he) : "?");
+        h->error_free(he);
+        return -1;
+    }
+    mle_error *pe = NULL;
+    mle_value *doc = resp->body_len ? h->v_parse_json(h, resp->body, resp->body_len, &pe) : NULL;
+    if (pe)
+        h->error_free(pe);
+    const char *tok = doc ? vstr_ne(h, doc, "access_token") : NULL;
+    int rc = -1;
+    if (resp->status == 200 && tok) {
+        h->secret_register(h, tok);
+        *token = xstrdup(tok);
+        const mle_value *ei = vget(h, doc, "expires_in");
+        int64_t s = 3600;
+        if (ei && (h->v_kind(ei) == MLE_V_INT || h->v_kind(ei) == MLE_V_REAL))
+            s = h->v_int_of(ei);
+        else if (ei && h->v_str(ei)) /* the v1 endpoints answer it as a string */
+            s = strtoll(h->v_str(ei), NULL, 10);
+        *expires_in_s = s > 0 ? s : 3600;
+        rc = 0;
+    } else {
+        const char *code = doc ? vstr_ne(h, doc, "error") : NULL;
+        const char *desc = doc ? vstr_ne(h, doc, "error_description") : NULL;
+        mle_error_code ec = resp->status == 429   ? MLE_E_THROTTLED
+                            : resp->status >= 500 ? MLE_E_TRANSIENT
+                            : resp->status == 200 ? MLE_E_PROVIDER
+                                                  : MLE_E_AUTH;
+        *err = tp_err(h, p, ec, NULL, "the token endpoint %s answered %ld%s%s%s%s", url,
+                      resp->status, code ? ": " : "", code ? code : "",
+                      desc ? " — " : "", desc ? desc : "");
+        h->error_set_provider(*err, resp->status, code, desc);
+    }
+    h->v_decref(doc);
+    h->http_response_free(h, resp);
+    return rc;
+}
+
+static int tp_fetch_eks(const mle_host *h, k8s_tokprov *p, char **token, int64_t *refresh_at,
+                        int64_t *expires_at, mle_error **err)
+{
+    const char *ak = env_ne("AWS_ACCESS_KEY_ID"), *sk = env_ne("AWS_SECRET_ACCESS_KEY");
+    const char *st = env_ne("AWS_SESSION_TOKEN");
+    if (!ak || !sk) {
+        *err = tp_err(h, p, MLE_E_AUTH,
+                      "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN "
+                      "for temporary credentials, e.g. from `aws configure export-credentials "
+                      "--format env`); profiles and web identity are read only by the aws "
+                      "driver so far",
+                      "no AWS credentials in the environment");
+        return -1;
+    }
+    h->secret_register(h, sk);
+    if (st)
+        h->secret_register(h, st);
+    mle_aws_credentials creds = {ak, sk, st};
+    int64_t now = h->now_unix_ms();
+    mle_error *e = NULL;
+    char *t = mle_eks_token(h, &creds, p->aws_region, p->eks_cluster, now, &e);
+    if (!t) {
+        *err = tp_err(h, p, e ? h->error_code(e) : MLE_E_INTERNAL, NULL, "%s",
+                      e ? h->error_message(e) : "no token");
+        h->error_free(e);
+        return -1;
+    }
+    h->secret_register(h, t);
+    *token = t;
+    *refresh_at = mle_eks_token_expiry_ms(now);
+    *expires_at = now + MLE_EKS_TOKEN_LIFETIME_MS;
+    return 0;
+}
+
+static int tp_fetch_aks(const mle_host *h, k8s_tokprov *p, char **token, int64_t *refresh_at,
+                        int64_t *expires_at, mle_error **err)
+{
+    const char *client = env_ne("AZURE_CLIENT_ID"), *tenant = env_ne("AZURE_TENANT_ID");
+    const char *fed_file = env_ne("AZURE_FEDERATED_TOKEN_FILE");
+    const char *secret = env_ne("AZURE_CLIENT_SECRET");
+    const char *authority = env_ne("AZURE_AUTHORITY_HOST");
+    const char *hint = "set AZURE_CLIENT_ID and AZURE_TENANT_ID, and AZURE_FEDERATED_TOKEN_FILE "
+                       "(workload identity) or AZURE_CLIENT_SECRET";
+    if (!client || !tenant) {
+        *err = tp_err(h, p, MLE_E_AUTH, hint, "AZURE_CLIENT_ID and AZURE_TENANT_ID must be set");
+        return -1;
+    }
+    for (const char *c = tenant; *c; c++) {
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '-' || *c == '.')) {
+            *err = tp_err(h, p, MLE_E_INVALID, NULL, "AZURE_TENANT_ID \"%s\" is not a tenant "
+                          "ID or domain", tenant);
+            return -1;
+        }
+    }
+    char *cred_field = NULL;
+    if (fed_file) {
+        char *a = read_file(fed_file, NULL);
+        if (!a) {
+            *err = tp_err(h, p, MLE_E_IO, NULL, "reading AZURE_FEDERATED_TOKEN_FILE %s: %s",
+                          fed_file, strerror(errno));
+            return -1;
+        }
+        size_t n = strlen(a);
+        while (n > 0 && (a[n - 1] == '\n' || a[n - 1] == '\r' || a[n - 1] == ' '))
+            a[--n] = '\0';
+        if (!*a) {
+            free(a);
+            *err = tp_err(h, p, MLE_E_AUTH, NULL, "AZURE_FEDERATED_TOKEN_FILE %s is empty",
+                          fed_file);
+            return -1;
+        }
+        h->secret_register(h, a);
+        char *enc = form_enc(h, a);
+        cred_field = xasprintf("client_assertion_type=%s&client_assertion=%s",
+                               "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer",
+                               enc);
+        free(enc);
+        free(a);
+    } else if (secret) {
+        h->secret_register(h, secret);
+        char *enc = form_enc(h, secret);
+        cred_field = xasprintf("client_secret=%s", enc);
+        free(enc);
+    } else {
+        *err = tp_err(h, p, MLE_E_AUTH, hint,
+                      "neither AZURE_FEDERATED_TOKEN_FILE nor AZURE_CLIENT_SECRET is set");
+        return -1;
+    }
+    const char *auth = authority ? authority : TP_AZURE_AUTHORITY;
+    size_t an = strlen(auth);
+    while (an > 0 && auth[an - 1] == '/')
+        an--;
+    char *url = xasprintf("%.*s/%s/oauth2/v2.0/token", (int)an, auth, tenant);
+    char *cid = form_enc(h, client), *scope = form_enc(h, TP_AKS_SCOPE);
+    char *body = xasprintf("grant_type=client_credentials&client_id=%s&scope=%s&%s", cid, scope,
+                           cred_field);
+    free(cid);
+    free(scope);
+    free(cred_field);
+    int64_t now = h->now_unix_ms(), ttl = 0;
+    int rc = tp_oauth_post(h, p, url, body, token, &ttl, err);
+    free(url);
+    free(body);
+    if (rc == 0) {
+        int64_t ms = ttl * 1000, margin = ms > 2 * TP_MARGIN_MS ? TP_MARGIN_MS : ms / 2;
+        *refresh_at = now + ms - margin;
+        *expires_at = now + ms;
+    }
+    return rc;
+}
+
+/* RS256 JWT for a service account key (obj: the key file). Returns malloc'd JWT or NULL. */
+static char *tp_google_jwt(const mle_host *h, k8s_tokprov *p, const mle_value *key,
+                           const char *token_uri, int64_t now_s, mle_error **err)
+{
+    const char *email = vstr_ne(h, key, "client_email");
+    const char *pem = vstr_ne(h, key, "private_key");
+    const char *kid = vstr_ne(h, key, "private_key_id");
+    if (!email || !pem) {
+        *err = tp_err(h, p, MLE_E_INVALID, NULL, "the service account key has no client_email "
+                      "or private_key");
+        return NULL;
+    }
+    h->secret_register(h, pem);
+    mle_value *hdr = h->v_object(), *cl = h->v_object();
+    h->v_set(hdr, "alg", h->v_string("RS256"));
+    h->v_set(hdr, "typ", h->v_string("JWT"));
+    if (kid)
+        h->v_set(hdr, "kid", h->v_string(kid));
+    h->v_set(cl, "iss", h->v_string(email));
+    h->v_set(cl, "scope", h->v_string(TP_GKE_SCOPE));
+    h->v_set(cl, "aud", h->v_string(token_uri));
+    h->v_set(cl, "iat", h->v_int(now_s));
+    h->v_set(cl, "exp", h->v_int(now_s + TP_JWT_LIFETIME_S));
+    char *hj = h->v_to_json(h, hdr), *cj = h->v_to_json(h, cl);
+    h->v_decref(hdr);
+    h->v_decref(cl);
+    char *hb = h->base64_encode(h, hj, strlen(hj), 1), *cb = h->base64_encode(h, cj, strlen(cj), 1);
+    h->free(h, hj);
+    h->free(h, cj);
+    char *input = xasprintf("%s.%s", hb, cb);
+    h->free(h, hb);
+    h->free(h, cb);
+    uint8_t *sig = NULL;
+    size_t sig_len = 0;
+    mle_error *se = NULL;
+    if (h->sign_pem(h, pem, MLE_SIGN_RS256, input, strlen(input), &sig, &sig_len, &se) != 0) {
+        *err = tp_err(h, p, MLE_E_INVALID, NULL, "signing the service account assertion: %s",
+                      se ? h->error_message(se) : "?");
+        h->error_free(se);
+        free(input);
+        return NULL;
+    }
+    char *sb = h->base64_encode(h, sig, sig_len, 1);
+    h->free(h, sig);
+    char *jwt = xasprintf("%s.%s", input, sb);
+    h->free(h, sb);
+    free(input);
+    h->secret_register(h, jwt);
+    return jwt;
+}
+
+static int tp_fetch_gke(const mle_host *h, k8s_tokprov *p, char **token, int64_t *refresh_at,
+                        int64_t *expires_at, mle_error **err)
+{
+    const char *at = env_ne("GOOGLE_OAUTH_ACCESS_TOKEN");
+    if (at) {
+        /* Given as is (`gcloud auth print-access-token`): its expiry is not known here. */
+        h->secret_register(h, at);
+        *token = xstrdup(at);
+        *refresh_at = *expires_at = INT64_MAX;
+        return 0;
+    }
+    const char *hint = "set GOOGLE_OAUTH_ACCESS_TOKEN (e.g. `gcloud auth print-access-token`) "
+                       "or GOOGLE_APPLICATION_CREDENTIALS (a service account key file)";
+    const char *path = env_ne("GOOGLE_APPLICATION_CREDENTIALS");
+    char *adc = NULL;
+    if (!path) {
+        const char *cfg = env_ne("CLOUDSDK_CONFIG"), *home = env_ne("HOME");
+        adc = cfg ? xasprintf("%s/application_default_credentials.json", cfg)
+                  : xasprintf("%s/.config/gcloud/application_default_credentials.json",
+                              home ? home : ".");
+        path = adc;
+    }
+    size_t len = 0;
+    char *text = read_file(path, &len);
+    if (!text) {
+        *err = adc ? tp_err(h, p, MLE_E_AUTH, hint, "no Google credentials: neither "
+                            "GOOGLE_OAUTH_ACCESS_TOKEN nor GOOGLE_APPLICATION_CREDENTIALS is "
+                            "set, and %s cannot be read", path)
+                   : tp_err(h, p, MLE_E_IO, NULL, "reading GOOGLE_APPLICATION_CREDENTIALS %s: "
+                            "%s", path, strerror(errno));
+        free(adc);
+        return -1;
+    }
+    mle_error *pe = NULL;
+    mle_value *key = h->v_parse_json(h, text, len, &pe);
+    free(text);
+    if (!key || h->v_kind(key) != MLE_V_OBJECT) {
+        *err = tp_err(h, p, MLE_E_INVALID, NULL, "%s is not a JSON credentials file", path);
+        if (pe)
+            h->error_free(pe);
+        h->v_decref(key);
+        free(adc);
+        return -1;
+    }
+    const char *type = vstr_ne(h, key, "type");
+    const char *uri = vstr_ne(h, key, "token_uri");
+    if (!uri)
+        uri = TP_GOOGLE_TOKEN_URI;
+    int64_t now = h->now_unix_ms(), ttl = 0;
+    char *body = NULL;
+    int rc = -1;
+    if (type && strcmp(type, "service_account") == 0) {
+        char *jwt = tp_google_jwt(h, p, key, uri, now / 1000, err);
+        if (jwt) {
+            body = xasprintf("grant_type=%s&assertion=%s",
+                             "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer", jwt);
+            free(jwt);
+        }
+    } else if (type && strcmp(type, "authorized_user") == 0) {
+        const char *id = vstr_ne(h, key, "client_id"), *sec = vstr_ne(h, key, "client_secret");
+        const char *rt = vstr_ne(h, key, "refresh_token");
+        if (!id || !sec || !rt) {
+            *err = tp_err(h, p, MLE_E_INVALID, NULL, "%s (authorized_user) lacks client_id, "
+                          "client_secret or refresh_token", path);
+        } else {
+            h->secret_register(h, sec);
+            h->secret_register(h, rt);
+            char *a = form_enc(h, id), *b = form_enc(h, sec), *c = form_enc(h, rt);
+            body = xasprintf("grant_type=refresh_token&client_id=%s&client_secret=%s"
+                             "&refresh_token=%s", a, b, c);
+            free(a);
+            free(b);
+            free(c);
+        }
+    } else {
+        *err = tp_err(h, p, MLE_E_UNSUPPORTED, hint, "%s has credentials of type \"%s\", which "
+                      "the Kubernetes drivers do not exchange (service_account and "
+                      "authorized_user are supported; external_account — workload identity "
+                      "federation — is not yet)", path, type ? type : "(none)");
+    }
+    if (body)
+        rc = tp_oauth_post(h, p, uri, body, token, &ttl, err);
+    free(body);
+    h->v_decref(key);
+    free(adc);
+    if (rc == 0) {
+        int64_t ms = ttl * 1000, margin = ms > 2 * TP_MARGIN_MS ? TP_MARGIN_MS : ms / 2;
+        *refresh_at = now + ms - margin;
+        *expires_at = now + ms;
+    }
+    return rc;
+}
+
+/* The current token (malloc'd copy), fetched again when stale. NULL with *err. */
+static char *tokprov_token(const mle_host *h, k8s_tokprov *p, mle_error **err)
+{
+    pthread_mutex_lock(&p->mu);
+    int64_t now = h->now_unix_ms();
+    char *out = NULL;
+    if (!p->token || now >= p->refresh_at) {
+        char *t = NULL;
+        int64_t refresh_at = 0, expires_at = 0;
+        mle_error *e = NULL;
+        int rc = p->kind == TP_EKS   ? tp_fetch_eks(h, p, &t, &refresh_at, &expires_at, &e)
+                 : p->kind == TP_AKS ? tp_fetch_aks(h, p, &t, &refresh_at, &expires_at, &e)
+                                     : tp_fetch_gke(h, p, &t, &refresh_at, &expires_at, &e);
+        if (rc == 0) {
+            free(p->token);
+            p->token = t;
+            p->refresh_at = refresh_at;
+            p->expires_at = expires_at;
+            h->log(h, MLE_LOG_DEBUG, "%s: token_provider %s: new token, valid for %lld s",
+                   p->driver, p->name,
+                   expires_at == INT64_MAX ? -1LL : (long long)((expires_at - now) / 1000));
+        } else if (p->token && now < p->expires_at) {
+            h->log(h, MLE_LOG_WARN, "%s: token_provider %s: refreshing the token failed (%s); "
+                   "using the current one until it expires", p->driver, p->name,
+                   e ? h->error_message(e) : "?");
+            h->error_free(e);
+        } else {
+            *err = e;
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+    }
+    out = xstrdup(p->token);
+    pthread_mutex_unlock(&p->mu);
+    return out;
+}
+
+/* The API server refused the token (401): fetch a new one for the next request. */
+static void tokprov_invalidate(k8s_tokprov *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->refresh_at = 0;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* The provider the options name, checked (no I/O). 0 with *out (NULL when none), or -1. */
+static int tokprov_new(const mle_host *h, const mle_value *options, const char *driver,
+                       const char *name, k8s_tokprov **out, mle_error **err)
+{
+    *out = NULL;
+    if (!name)
+        return 0;
+    int kind = strcmp(name, "eks") == 0   ? TP_EKS
+               : strcmp(name, "aks") == 0 ? TP_AKS
+               : strcmp(name, "gke") == 0 ? TP_GKE
+                                          : 0;
+    if (!kind) {
+        *err = kerr(h, MLE_E_INVALID, "%s option token_provider is \"%s\": it must be \"eks\", "
+                    "\"aks\" or \"gke\" (or unset)", driver, name);
+        h->error_set_attribute(*err, "token_provider");
+        return -1;
+    }
+    k8s_tokprov *p = xmalloc(sizeof *p);
+    memset(p, 0, sizeof *p);
+    pthread_mutex_init(&p->mu, NULL);
+    p->kind = kind;
+    p->name = kind == TP_EKS ? "eks" : kind == TP_AKS ? "aks" : "gke";
+    p->driver = driver;
+    if (kind == TP_EKS) {
+        mle_error *e = NULL;
+        const char *cl = opt_str(h, options, "eks_cluster_name", driver, &e);
+        const char *rg = e ? NULL : opt_str(h, options, "aws_region", driver, &e);
+        if (!e && !rg)
+            rg = env_ne("AWS_REGION") ? env_ne("AWS_REGION") : env_ne("AWS_DEFAULT_REGION");
+        if (!e && (!cl || !rg)) {
+            e = kerr(h, MLE_E_INVALID, "%s option token_provider \"eks\" needs %s", driver,
+                     !cl ? "eks_cluster_name (the EKS cluster's name)"
+                         : "aws_region (or AWS_REGION in the environment)");
+            h->error_set_attribute(e, !cl ? "eks_cluster_name" : "aws_region");
+        }
+        if (e) {
+            *err = e;
+            tokprov_free(p);
+            return -1;
+        }
+        p->eks_cluster = xstrdup(cl);
+        p->aws_region = xstrdup(rg);
+    }
+    *out = p;
+    return 0;
+}
+
 /* Resolve the connection from the driver options:
  *   host (+ cluster_ca_certificate, token) given directly — a cluster resource's outputs;
  *   else the kubeconfig option, else $KUBECONFIG, else ~/.kube/config (+ the context option).
@@ -524,10 +1057,21 @@ static int conn_resolve(const mle_host *h, const mle_value *options, k8s_conn *k
     const char *token = opt_str(h, options, "token", k->driver, &e);
     const char *kc = opt_str(h, options, "kubeconfig", k->driver, &e);
     const char *ns = opt_str(h, options, "namespace", k->driver, &e);
+    const char *provider = opt_str(h, options, "token_provider", k->driver, &e);
     if (e) {
         *err = e;
         return -1;
     }
+    if (provider && (!host || token)) {
+        *err = kerr(h, MLE_E_INVALID, "%s option token_provider \"%s\" %s", k->driver,
+                    provider, !host ? "needs host (and cluster_ca_certificate): the cluster's "
+                                      "endpoint and CA, e.g. from the cluster resource's outputs"
+                                    : "and the option token both give the bearer token: set one");
+        h->error_set_attribute(*err, !host ? "host" : "token");
+        return -1;
+    }
+    if (tokprov_new(h, options, k->driver, provider, &k->prov, err) != 0)
+        return -1;
     if (host) {
         k->server = strstr(host, "://") ? xstrdup(host) : xasprintf("https://%s", host);
         if (ca && !(k->ca_pem = pem_or_base64(h, ca))) {
@@ -538,7 +1082,9 @@ static int conn_resolve(const mle_host *h, const mle_value *options, k8s_conn *k
         }
         k->token = token ? xstrdup(token) : NULL;
         k->namespace = xstrdup(ns ? ns : "default");
-        k->source = xasprintf("host option %s", k->server);
+        k->source = k->prov ? xasprintf("host option %s, token_provider %s", k->server,
+                                        k->prov->name)
+                            : xasprintf("host option %s", k->server);
     } else {
         const char *env = getenv("KUBECONFIG");
         int explicit_path = kc != NULL;
@@ -572,6 +1118,14 @@ static int conn_resolve(const mle_host *h, const mle_value *options, k8s_conn *k
         h->secret_register(h, k->token);
     if (k->key_pem)
         h->secret_register(h, k->key_pem);
+    if (k->prov) {
+        /* The first token now, so a provider that cannot give one fails the first operation
+         * with its own message (and the next operation tries again). */
+        char *t = tokprov_token(h, k->prov, err);
+        if (!t)
+            return -1;
+        free(t);
+    }
     return 0;
 }
 
@@ -587,7 +1141,16 @@ static int k8s_send(const mle_host *h, const k8s_conn *k, const char *method, co
                     mle_error **err)
 {
     char *url = xasprintf("%s%s", k->server, path);
-    char *auth = k->token ? xasprintf("Bearer %s", k->token) : NULL;
+    char *auth = NULL;
+    if (k->prov) {
+        char *t = tokprov_token(h, k->prov, err);
+        if (!t)
+            return -1;
+        auth = xasprintf("Bearer %s", t);
+        free(t);
+    } else if (k->token) {
+        auth = xasprintf("Bearer %s", k->token);
+    }
     char *agent = xasprintf("mlengine-%s/" MLE_K8S_VERSION, k->driver);
     mle_http_header hdrs[4];
     size_t nh = 0;
@@ -611,6 +1174,8 @@ static int k8s_send(const mle_host *h, const k8s_conn *k, const char *method, co
     };
     h->log(h, MLE_LOG_DEBUG, "%s: %s %s", k->driver, method, path);
     int rc = h->http(h, &req, resp, err);
+    if (rc == 0 && k->prov && (*resp)->status == 401)
+        tokprov_invalidate(k->prov);
     if (rc != 0 && *err) {
         const char *m = h->error_message(*err);
         if (m && (strstr(m, "SSL") || strstr(m, "certificate")))
@@ -937,7 +1502,8 @@ typedef struct k8s_ctx {
                            by the first operation that needs it (ctx_conn) */
     pthread_mutex_t conn_mu; /* guards conn_ok and the connection while it is resolved */
     int conn_ok;
-    k8s_conn conn; /* read without the lock once conn_ok: it never changes after */
+    k8s_conn conn; /* read without the lock once conn_ok: it never changes after, except
+                      the token provider's token, behind the provider's own mutex */
     pthread_mutex_t mu; /* guards gvs: operations run on several workers at once */
     k8s_gv *gvs;
 } k8s_ctx;

@@ -4,8 +4,9 @@
  * never copied.
  *
  * What it does, once for all of them:
- *   - the connection: the driver options (kubeconfig + context, or host + CA + token), read
- *     when the first operation needs them, so `mlengine render` works with no cluster at all;
+ *   - the connection: the driver options (kubeconfig + context, or host + CA + token, or
+ *     host + CA + a token provider for EKS, AKS or GKE that fetches and refreshes the token),
+ *     read when the first operation needs them, so `mlengine render` works with no cluster;
  *   - API discovery (apiVersion + kind -> resource path and scope), cached per run and
  *     fetched again on a miss;
  *   - server-side apply (field manager "mlengine") of the object a type builds from its
@@ -86,6 +87,16 @@ void mle_k8s_fini(const mle_host *h, void *ctx);
     {"cluster_ca_certificate", MLE_T_STRING, NULL,                                           \
      "With host: the cluster CA, PEM or base64 of the PEM. TLS is always verified.", 0},     \
     {"token", MLE_T_STRING, NULL, "With host: a bearer token.", 1},                          \
+    {"token_provider", MLE_T_STRING, NULL,                                                   \
+     "With host: get the bearer token from the managed cluster's cloud identity instead of " \
+     "`token`: \"eks\" (AWS credentials from the environment), \"aks\" (Azure AD: "         \
+     "workload identity or a client secret), \"gke\" (a Google OAuth access token). "       \
+     "Tokens are refreshed before they expire.", 0},                                         \
+    {"eks_cluster_name", MLE_T_STRING, NULL,                                                 \
+     "With token_provider \"eks\": the EKS cluster's name (the token is bound to it).", 0},  \
+    {"aws_region", MLE_T_STRING, NULL,                                                       \
+     "With token_provider \"eks\": the cluster's region (default: $AWS_REGION, else "        \
+     "$AWS_DEFAULT_REGION).", 0},                                                            \
     {"namespace", MLE_T_STRING, NULL,                                                        \
      "Namespace for namespaced objects whose manifest names none (default: the context's, "  \
      "else \"default\").", 0}
