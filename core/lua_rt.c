@@ -16,6 +16,7 @@
 #include <lualib.h>
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -1666,6 +1667,44 @@ static int l_file(lua_State *L)
     return 1;
 }
 
+/* mle.dir("manifests", ".yaml"): the names of the regular files in a folder inside the
+ * stack's folder, sorted (so plans do not depend on the file system's order), optionally
+ * only those ending with a suffix. For a folder of manifests. */
+static int l_dir(lua_State *L)
+{
+    mle_lua *rt = rt_of(L);
+    const char *rel = luaL_checkstring(L, 1);
+    const char *suffix = luaL_optstring(L, 2, "");
+    char real[PATH_MAX], msg[MSG_MAX];
+    if (!rt->stack_dir)
+        return rt_error(L, "mle.dir: the stack's folder is unknown");
+    if (resolve_inside(rt->stack_dir, rel, "the stack's folder", real, msg, sizeof msg))
+        return rt_error(L, "mle.dir: %s", msg);
+    struct dirent **list = NULL;
+    int n = scandir(real, &list, NULL, alphasort);
+    if (n < 0)
+        return rt_error(L, "mle.dir(\"%s\"): %s", rel, strerror(errno));
+    lua_createtable(L, n, 0);
+    size_t slen = strlen(suffix);
+    lua_Integer k = 1;
+    for (int i = 0; i < n; i++) {
+        const char *name = list[i]->d_name;
+        size_t len = strlen(name);
+        char path[PATH_MAX];
+        struct stat st;
+        int keep = name[0] != '.' && len >= slen && strcmp(name + len - slen, suffix) == 0 &&
+                   snprintf(path, sizeof path, "%s/%s", real, name) < (int)sizeof path &&
+                   stat(path, &st) == 0 && S_ISREG(st.st_mode);
+        if (keep) {
+            lua_pushstring(L, name);
+            lua_rawseti(L, -2, k++);
+        }
+        free(list[i]);
+    }
+    free(list);
+    return 1;
+}
+
 /* Compile text (never bytecode) into a function whose _ENV is the sandbox. */
 static void load_chunk(lua_State *L, const char *src, size_t len, const char *chunkname)
 {
@@ -2369,7 +2408,8 @@ static void open_module(lua_State *L, int string_real)
         {"sensitive", l_sensitive},   {"output", l_output},
         {"driver", l_driver},         {"hook", l_hook},
         {"cloud", l_cloud},
-        {"file", l_file},             {"yamldecode", l_yamldecode},
+        {"file", l_file},             {"dir", l_dir},
+        {"yamldecode", l_yamldecode},
         {"yamldecode_all", l_yamldecode_all}, {"jsondecode", l_jsondecode},
         {"jsonencode", l_jsonencode}, {"merge", l_merge},
         {NULL, NULL}};

@@ -177,3 +177,27 @@ def test_driver_options_from_resources_of_the_same_apply(work, tmp_path):
     greetings = [p for p in dirs[0].iterdir() if p.name.startswith("hello-")]
     assert len(greetings) == 1 and greetings[0].read_text() == "hi"
     assert work.run("plan", "--refresh", "--detailed-exitcode", "--driver-path", drv).returncode == 0
+
+
+def test_folder_of_multi_document_manifests(work):
+    """A folder of manifests, several documents per file: mle.dir + mle.yamldecode_all."""
+    m = work.path / "manifests"
+    m.mkdir()
+    (m / "b-apps.yaml").write_text("kind: Namespace\nname: ml-serving\n---\nkind: Namespace\nname: mlflow\n")
+    (m / "a-base.yaml").write_text("kind: Namespace\nname: argo\n")
+    (m / "notes.txt").write_text("not yaml")
+    work.write('''
+    local mle = require("mlengine")
+    for _, f in ipairs(mle.dir("manifests", ".yaml")) do
+      for i, doc in ipairs(mle.yamldecode_all(mle.file("manifests/" .. f))) do
+        mle.resource("sim_resource", doc.name, { name = f .. "#" .. i, value = doc.kind })
+      end
+    end
+    ''')
+    r = work.ok("plan", "--json")
+    import json as _json
+    names = [c["after"]["name"] for c in _json.loads(r.stdout)["changes"]]
+    assert names == ["a-base.yaml#1", "b-apps.yaml#1", "b-apps.yaml#2"]
+    work.write('local mle = require("mlengine")\nmle.dir("..")\n')
+    r = work.run("plan")
+    assert r.returncode == 1 and "mle.dir" in r.stderr
