@@ -479,9 +479,7 @@ static json_t *rows_json(mle_state_resource *rs, size_t n)
             json_object_set_new(row, "id", json_string(r->id));
         json_object_set(row, "attrs", r->attrs ? r->attrs : json_null());
         json_object_set(row, "config", r->config ? r->config : json_null());
-        json_object_set(row, "deps", r->deps ? r->deps : json_array());
-        if (!r->deps)
-            json_decref(json_object_get(row, "deps"));
+        json_object_set_new(row, "deps", r->deps ? json_incref(r->deps) : json_array());
         json_object_set_new(rows, r->address, row);
     }
     return rows;
