@@ -447,9 +447,14 @@ static mle_http_response *make_response(CURL *h, xfer *x)
     return r;
 }
 
-/* Which failures are worth a retry: the network and the clock; not a wrong URL or trust. */
-static mle_error_code classify(CURLcode rc)
+/* Which failures are worth a retry: the network and the clock; not a wrong URL or trust.
+ * curl reports a garbled status line ("Received HTTP/0.9 when not allowed": a proxy or
+ * load balancer out of step on a kept-alive connection) with the same code as an unknown
+ * URL scheme; only the first is the network's fault. */
+static mle_error_code classify(CURLcode rc, const char *why)
 {
+    if (rc == CURLE_UNSUPPORTED_PROTOCOL && why && strstr(why, "HTTP/0.9"))
+        return MLE_E_TRANSIENT;
     switch (rc) {
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
@@ -473,7 +478,7 @@ static mle_error *transfer_error(mle_http_client *c, CURLcode rc, const xfer *x,
                              method, shown, MAX_BODY_BYTES >> 20);
     const char *why = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
     char *safe = mle_redact(c->lg, why);
-    mle_error *e = mle_error_new(classify(rc), "HTTP %s %s failed after %ld ms: %s", method,
+    mle_error *e = mle_error_new(classify(rc, why), "HTTP %s %s failed after %ld ms: %s", method,
                                  shown, ms, safe ? safe : curl_easy_strerror(rc));
     free(safe);
     if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE)

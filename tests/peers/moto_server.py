@@ -160,12 +160,16 @@ class ThrottleProxy:
                 pass
 
             def _handle(self):
+                # One request per connection: a throttled answer never leaves a kept-alive
+                # connection out of step with the client.
+                self.close_connection = True
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
                 status = proxy._decide((self.command, self.path, body))
                 if status:
                     ctype, payload = _throttle_body(self.headers.get("Content-Type"), status)
                     self.send_response(status)
+                    self.send_header("Connection", "close")
                     self.send_header("Content-Type", ctype)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
@@ -183,6 +187,7 @@ class ThrottleProxy:
                         continue
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))
+                self.send_header("Connection", "close")
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
