@@ -695,27 +695,139 @@ static int tp_oauth_post(const mle_host *h, const k8s_tokprov *p, const char *ur
     return rc;
 }
 
-static int tp_fetch_eks(const mle_host *h, k8s_tokprov *p, char **token, int64_t *refresh_at,
-                        int64_t *expires_at, mle_error **err)
+/* Read a whole small file (a web identity token). malloc'd, or NULL. */
+static char *slurp_small(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = calloc(1, 65537);
+    size_t n = buf ? fread(buf, 1, 65536, f) : 0;
+    fclose(f);
+    while (buf && n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = 0;
+    return buf;
+}
+
+/* The CI path with no static keys (GitHub/GitLab OIDC, IRSA): AWS_WEB_IDENTITY_TOKEN_FILE +
+ * AWS_ROLE_ARN exchanged at STS AssumeRoleWithWebIdentity (an unsigned Query call) for
+ * temporary credentials. The endpoint follows the SDK convention (AWS_ENDPOINT_URL_STS,
+ * AWS_ENDPOINT_URL, else the regional STS). Fills *creds with malloc'd strings. */
+static int tp_web_identity(const mle_host *h, const k8s_tokprov *p, const char *token_file,
+                           const char *role, mle_aws_credentials *creds, mle_error **err)
+{
+    char *jwt = slurp_small(token_file);
+    if (!jwt || !*jwt) {
+        free(jwt);
+        *err = tp_err(h, p, MLE_E_AUTH, NULL, "cannot read the web identity token file %s",
+                      token_file);
+        return -1;
+    }
+    h->secret_register(h, jwt);
+    const char *session = env_ne("AWS_ROLE_SESSION_NAME");
+    char *e_role = form_enc(h, role), *e_jwt = form_enc(h, jwt),
+         *e_sess = form_enc(h, session ? session : "mlengine");
+    char *body = h->sprintf(h, "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=%s"
+                               "&RoleSessionName=%s&WebIdentityToken=%s&DurationSeconds=3600",
+                            e_role, e_sess, e_jwt);
+    free(e_role);
+    free(e_jwt);
+    free(e_sess);
+    free(jwt);
+    const char *ep = env_ne("AWS_ENDPOINT_URL_STS") ? env_ne("AWS_ENDPOINT_URL_STS")
+                                                     : env_ne("AWS_ENDPOINT_URL");
+    char *url = ep ? xstrdup(ep) : h->sprintf(h, "https://sts.%s.amazonaws.com/", p->aws_region);
+    int rc = -1;
+    if (!tp_url_ok(url)) {
+        *err = tp_err(h, p, MLE_E_INVALID, NULL, "the STS endpoint %s is not https (plain "
+                      "http is accepted on loopback only)", url);
+        goto out;
+    }
+    mle_http_header hdrs[] = {{"Content-Type", "application/x-www-form-urlencoded"}};
+    mle_http_request req = {.struct_size = sizeof(req), .method = "POST", .url = url,
+                            .headers = hdrs, .n_headers = 1, .body = body,
+                            .body_len = strlen(body), .timeout_ms = 30000};
+    mle_http_response *resp = NULL;
+    mle_error *he = NULL;
+    if (h->http(h, &req, &resp, &he) != 0) {
+        *err = tp_err(h, p, MLE_E_TRANSIENT, NULL, "AssumeRoleWithWebIdentity at %s: %s", url,
+                      he ? h->error_message(he) : "?");
+        h->error_free(he);
+        goto out;
+    }
+    mle_error *pe = NULL;
+    mle_value *doc = h->v_parse_xml(h, resp->body, resp->body_len, &pe);
+    h->error_free(pe);
+    const mle_value *c = vget(h, vget(h, doc, "AssumeRoleWithWebIdentityResult"), "Credentials");
+    const char *ak = vstr_ne(h, c, "AccessKeyId"), *sk = vstr_ne(h, c, "SecretAccessKey"),
+               *st = vstr_ne(h, c, "SessionToken");
+    if (resp->status == 200 && ak && sk && st) {
+        h->secret_register(h, sk);
+        h->secret_register(h, st);
+        creds->access_key_id = xstrdup(ak);
+        creds->secret_access_key = xstrdup(sk);
+        creds->session_token = xstrdup(st);
+        rc = 0;
+    } else {
+        const mle_value *er = vget(h, doc, "Error");
+        const char *code = vstr_ne(h, er, "Code"), *msg = vstr_ne(h, er, "Message");
+        *err = tp_err(h, p, resp->status >= 500 ? MLE_E_TRANSIENT : MLE_E_AUTH, NULL,
+                      "AssumeRoleWithWebIdentity for %s answered %ld%s%s%s%s", role,
+                      resp->status, code ? ": " : "", code ? code : "", msg ? " — " : "",
+                      msg ? msg : "");
+    }
+    h->v_decref(doc);
+    h->http_response_free(h, resp);
+out:
+    h->free(h, body);
+    if (ep)
+        free(url);
+    else
+        h->free(h, url);
+    return rc;
+}
+
+/* Credentials in the AWS SDK order this module knows: the environment's keys, then a web
+ * identity (OIDC) token. Profiles stay with the aws driver (drivers/aws/aws_creds.c).
+ * On success the strings of *creds are malloc'd (free with free()). */
+static int tp_aws_creds(const mle_host *h, const k8s_tokprov *p, mle_aws_credentials *creds,
+                        mle_error **err)
 {
     const char *ak = env_ne("AWS_ACCESS_KEY_ID"), *sk = env_ne("AWS_SECRET_ACCESS_KEY");
     const char *st = env_ne("AWS_SESSION_TOKEN");
-    if (!ak || !sk) {
-        *err = tp_err(h, p, MLE_E_AUTH,
-                      "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN "
-                      "for temporary credentials, e.g. from `aws configure export-credentials "
-                      "--format env`); profiles and web identity are read only by the aws "
-                      "driver so far",
-                      "no AWS credentials in the environment");
-        return -1;
+    if (ak && sk) {
+        h->secret_register(h, sk);
+        if (st)
+            h->secret_register(h, st);
+        creds->access_key_id = xstrdup(ak);
+        creds->secret_access_key = xstrdup(sk);
+        creds->session_token = st ? xstrdup(st) : NULL;
+        return 0;
     }
-    h->secret_register(h, sk);
-    if (st)
-        h->secret_register(h, st);
-    mle_aws_credentials creds = {ak, sk, st};
+    const char *file = env_ne("AWS_WEB_IDENTITY_TOKEN_FILE"), *role = env_ne("AWS_ROLE_ARN");
+    if (file && role)
+        return tp_web_identity(h, p, file, role, creds, err);
+    *err = tp_err(h, p, MLE_E_AUTH,
+                  "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for "
+                  "temporary credentials), or AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN (the "
+                  "OIDC path of CI); profiles are read only by the aws driver so far",
+                  "no AWS credentials: tried AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and "
+                  "AWS_WEB_IDENTITY_TOKEN_FILE/AWS_ROLE_ARN");
+    return -1;
+}
+
+static int tp_fetch_eks(const mle_host *h, k8s_tokprov *p, char **token, int64_t *refresh_at,
+                        int64_t *expires_at, mle_error **err)
+{
+    mle_aws_credentials creds = {0};
+    if (tp_aws_creds(h, p, &creds, err) != 0)
+        return -1;
     int64_t now = h->now_unix_ms();
     mle_error *e = NULL;
     char *t = mle_eks_token(h, &creds, p->aws_region, p->eks_cluster, now, &e);
+    free((char *)creds.access_key_id);
+    free((char *)creds.secret_access_key);
+    free((char *)creds.session_token);
     if (!t) {
         *err = tp_err(h, p, e ? h->error_code(e) : MLE_E_INTERNAL, NULL, "%s",
                       e ? h->error_message(e) : "no token");

@@ -31,13 +31,15 @@ import pathlib
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "peers"))
 
-from token_peer import AzureTokenPeer, EksAuthProxy, GoogleTokenPeer  # noqa: E402
+from token_peer import (AzureTokenPeer, EksAuthProxy, GoogleTokenPeer,  # noqa: E402
+                        StsWebIdentityPeer)
 
 # Every variable the providers read: tests set only what they mean to.
 CLOUD_ENV = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
              "AWS_DEFAULT_REGION", "AWS_PROFILE", "AZURE_CLIENT_ID", "AZURE_TENANT_ID",
              "AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_SECRET", "AZURE_AUTHORITY_HOST",
-             "GOOGLE_OAUTH_ACCESS_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG"]
+             "GOOGLE_OAUTH_ACCESS_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG",
+             "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"]
 
 
 def clean_env(stack):
@@ -234,6 +236,30 @@ def test_eks_token_through_an_authenticating_front(stack, kube_cluster, names):
         assert k.exists("configmap", name, "-n", "default")
 
         stack.write(stack.stack.read_text().replace('"ml-staging"', '"ml-prod"'))
+        stack.ok("destroy", "stack.lua", "--auto-approve", env=env)
+        assert not k.exists("configmap", name, "-n", "default")
+
+
+def test_eks_token_from_a_web_identity_login(stack, kube_cluster, names, tmp_path):
+    """The CI path with no static keys: an OIDC token file and a role are exchanged at STS
+    for temporary credentials, which then sign the EKS token the front verifies."""
+    k, name = kube_cluster, f"{names}-cm"
+    clean_env(stack)
+    ak, sk = "ASIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30)
+    st, jwt = secrets.token_urlsafe(60), "eyJ" + secrets.token_urlsafe(80)
+    role = "arn:aws:iam::123456789012:role/ci-deployer"
+    (tmp_path / "oidc-token").write_text(jwt + "\n")
+    with StsWebIdentityPeer(role, jwt, ak, sk, st) as sts, \
+            EksAuthProxy(k, ak, sk, "ml-prod", "eu-west-1", session_token=st) as front:
+        provider_stack(stack, k, name, "eks", host=front.url,
+                       extra='eks_cluster_name = "ml-prod", aws_region = "eu-west-1",')
+        env = {"AWS_WEB_IDENTITY_TOKEN_FILE": str(tmp_path / "oidc-token"),
+               "AWS_ROLE_ARN": role, "AWS_ENDPOINT_URL_STS": sts.url}
+        r = stack.ok("apply", "stack.lua", "--auto-approve", "-v", env=env)
+        assert sts.rejections == [] and len(sts.requests) >= 1
+        assert front.rejections == [], front.rejections
+        assert k.kubectl_json("get", "configmap", name, "-n", "default")["data"] == {"x": "1"}
+        no_leak(r, jwt, sk, st, *front.tokens)
         stack.ok("destroy", "stack.lua", "--auto-approve", env=env)
         assert not k.exists("configmap", name, "-n", "default")
 

@@ -334,3 +334,36 @@ class EksAuthProxy(_Peer):
             req._answer(r.status, data, r.getheader("Content-Type") or "application/json")
         finally:
             c.close()
+
+
+class StsWebIdentityPeer(_Peer):
+    """STS AssumeRoleWithWebIdentity as a CI runner's OIDC login meets it: checks the Query
+    form (action, version, role, the exact web identity token) and answers the XML shape of
+    the real service with the credentials it was given."""
+
+    def __init__(self, role_arn, web_token, access_key_id, secret_access_key, session_token):
+        super().__init__()
+        self.role_arn, self.web_token = role_arn, web_token
+        self.creds = (access_key_id, secret_access_key, session_token)
+
+    def handle(self, req, method, body):
+        f = _form(req, body) if method == "POST" else None
+        with self.lock:
+            self.requests.append(f)
+        want = {"Action": "AssumeRoleWithWebIdentity", "Version": "2011-06-15",
+                "RoleArn": self.role_arn, "WebIdentityToken": self.web_token}
+        bad = [k for k, v in want.items() if not f or f.get(k) != v]
+        if bad or not (f or {}).get("RoleSessionName"):
+            with self.lock:
+                self.rejections.append(f"bad or missing {bad or ['RoleSessionName']}")
+            req._answer(400, b"<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken"
+                             b"</Code><Message>rejected</Message></Error></ErrorResponse>",
+                        "text/xml")
+            return
+        ak, sk, st = self.creds
+        xml = (f'<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+               f"<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{ak}</AccessKeyId>"
+               f"<SecretAccessKey>{sk}</SecretAccessKey><SessionToken>{st}</SessionToken>"
+               f"<Expiration>2099-01-01T00:00:00Z</Expiration></Credentials>"
+               f"</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>")
+        req._answer(200, xml.encode(), "text/xml")
