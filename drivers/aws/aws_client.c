@@ -577,6 +577,21 @@ static mle_value *aws_query(const mle_host *h, aws_ctx *c, const mle_op *op, aws
     return res;
 }
 
+/* Send a JSON-answered request whose body (host-allocated, may be NULL) is freed here;
+ * the parsed answer (new reference) or NULL with *err. */
+static mle_value *send_json(const mle_host *h, aws_ctx *c, const aws_req *r, char *body,
+                            aws_resp_info *info, mle_error **err) {
+    mle_http_response *resp = NULL;
+    int rc = aws_send(h, c, r, &resp, info, err);
+    if (body)
+        h->free(h, body);
+    if (rc != 0)
+        return NULL;
+    mle_value *v = parse_body(h, r, resp, 0, err);
+    h->http_response_free(h, resp);
+    return v;
+}
+
 /* JSON protocol: POST with X-Amz-Target: <prefix>.<operation>. `in` may be NULL ({}).
  * Returns the parsed answer (new reference) or NULL with *err; *info (may be NULL) gets the
  * status and AWS's error code. */
@@ -595,15 +610,7 @@ static mle_value *aws_json_info(const mle_host *h, aws_ctx *c, const mle_op *op,
                  .body_len = body ? strlen(body) : 2,
                  .action = operation,
                  .op = op};
-    mle_http_response *resp = NULL;
-    int rc = aws_send(h, c, &r, &resp, info, err);
-    if (body)
-        h->free(h, body);
-    if (rc != 0)
-        return NULL;
-    mle_value *v = parse_body(h, &r, resp, 0, err);
-    h->http_response_free(h, resp);
-    return v;
+    return send_json(h, c, &r, body, info, err);
 }
 
 /* aws_json_info without the status and code. */
@@ -627,15 +634,7 @@ static mle_value *aws_rest_json(const mle_host *h, aws_ctx *c, const mle_op *op,
                  .body_len = body ? strlen(body) : 0,
                  .action = action,
                  .op = op};
-    mle_http_response *resp = NULL;
-    int rc = aws_send(h, c, &r, &resp, NULL, err);
-    if (body)
-        h->free(h, body);
-    if (rc != 0)
-        return NULL;
-    mle_value *v = parse_body(h, &r, resp, 0, err);
-    h->http_response_free(h, resp);
-    return v;
+    return send_json(h, c, &r, body, NULL, err);
 }
 
 /* rest-xml (S3): method on a bucket with a sub-resource query ("versioning", "tagging"),

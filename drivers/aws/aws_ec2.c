@@ -19,15 +19,7 @@
 static void ec2_tag_spec(const mle_host *h, aws_form *f, const mle_op *op, const char *rtype) {
     mle_value *t = tags_with_owner(h, op, user_tags(h, op));
     form_add(f, "TagSpecification.1.ResourceType", rtype);
-    void *it = NULL;
-    mle_value *v;
-    const char *k;
-    int i = 1;
-    while ((k = h->v_next(t, &it, &v))) {
-        form_addf(f, k, "TagSpecification.1.Tag.%d.Key", i);
-        form_addf(f, h->v_str(v), "TagSpecification.1.Tag.%d.Value", i);
-        i++;
-    }
+    form_tags(h, f, "TagSpecification.1.Tag", t);
     h->v_decref(t);
 }
 
@@ -40,41 +32,8 @@ static mle_value *ec2_tags(const mle_host *h, const mle_value *item) {
  * the ownership tags), DeleteTags for removed ones. 0 or -1 with *err. */
 static int ec2_update_tags(const mle_host *h, aws_ctx *c, const mle_op *op, const char *id,
                            mle_error **err) {
-    if (!tags_changed(h, op))
-        return 0;
-    mle_value *set = NULL, *del = NULL;
-    tags_diff(h, op, op->state ? h->v_get(op->state, "tags") : NULL, user_tags(h, op), &set, &del);
-    int rc = 0;
-    aws_form f = {0};
-    form_add(&f, "ResourceId.1", id);
-    void *it = NULL;
-    mle_value *v;
-    const char *k;
-    int i = 1;
-    while ((k = h->v_next(set, &it, &v))) {
-        form_addf(&f, k, "Tag.%d.Key", i);
-        form_addf(&f, h->v_str(v), "Tag.%d.Value", i);
-        i++;
-    }
-    mle_value *r = aws_query(h, c, op, AWS_EC2, "CreateTags", &f, err);
-    form_free(&f);
-    if (!r)
-        rc = -1;
-    h->v_decref(r);
-    if (rc == 0 && h->v_len(del) > 0) {
-        aws_form d = {0};
-        form_add(&d, "ResourceId.1", id);
-        for (size_t j = 0; j < h->v_len(del); j++)
-            form_addf(&d, h->v_str(h->v_at(del, j)), "Tag.%zu.Key", j + 1);
-        r = aws_query(h, c, op, AWS_EC2, "DeleteTags", &d, err);
-        form_free(&d);
-        if (!r)
-            rc = -1;
-        h->v_decref(r);
-    }
-    h->v_decref(set);
-    h->v_decref(del);
-    return rc;
+    static const query_tagging t = {AWS_EC2, "CreateTags", "DeleteTags", "ResourceId.1", "Tag", "Tag", ".Key"};
+    return query_update_tags(h, c, op, &t, id, err);
 }
 
 /* Describe one resource by ID: 1 with *item (new reference), 0 when gone, -1 with *err.
@@ -88,14 +47,8 @@ static int ec2_describe_one(const mle_host *h, aws_ctx *c, const mle_op *op, con
     mle_error *e = NULL;
     mle_value *r = aws_query(h, c, op, AWS_EC2, action, &f, &e);
     form_free(&f);
-    if (!r) {
-        if (h->error_code(e) == MLE_E_NOT_FOUND) {
-            h->error_free(e);
-            return 0;
-        }
-        *err = e;
-        return -1;
-    }
+    if (!r)
+        return missing_or_err(h, e, err);
     mle_value *list = vpath(h, r, set);
     if (xl_count(h, list, "item") == 0) {
         h->v_decref(r);
@@ -161,19 +114,7 @@ static int ec2_earlier(const mle_host *h, aws_ctx *c, const mle_op *op, const ch
  * 1 the resource is gone (NotFound), -1 with *err. */
 static int ec2_simple(const mle_host *h, aws_ctx *c, const mle_op *op, const char *action,
                       aws_form *f, mle_error **err) {
-    mle_error *e = NULL;
-    mle_value *r = aws_query(h, c, op, AWS_EC2, action, f, &e);
-    form_free(f);
-    if (r) {
-        h->v_decref(r);
-        return 0;
-    }
-    if (h->error_code(e) == MLE_E_NOT_FOUND) {
-        h->error_free(e);
-        return 1;
-    }
-    *err = e;
-    return -1;
+    return query_simple(h, c, op, AWS_EC2, action, f, err);
 }
 
 /* The answer of a delete from ec2_simple's result (rc computed before this call: C leaves the
@@ -184,6 +125,89 @@ static mle_op_status ec2_delete_answer(const mle_host *h, const mle_op *op, int 
     if (rc == 1)
         return h->op_not_found(h, op);
     return h->op_done(h, op, op->id, NULL);
+}
+
+/* What the shared create/adopt/delete code needs to know of one EC2 resource type. */
+typedef struct ec2_kind {
+    const char *describe;                 /* "DescribeVpcs" */
+    const char *set;                      /* "vpcSet" */
+    const char *id_field;                 /* "vpcId" */
+    const char *extra_name;               /* extra filter of ec2_find_owned, or NULL */
+    const char *const *extra_values;
+    const char *tag_type;                 /* TagSpecification ResourceType ("vpc") */
+    const char *create;                   /* "CreateVpc" */
+    const char *id_path;                  /* the ID in the create answer ("vpc.vpcId") */
+    const char *id_label;                 /* its name in the error when missing ("vpcId") */
+    aws_configure_fn configure;
+    aws_fetch_fn fetch;
+} ec2_kind;
+
+/* A create: go on with what an earlier attempt made, else the create call with the form the
+ * caller filled (ownership tags added here; the form is freed either way), then created(). */
+static mle_op_status ec2_create(const mle_host *h, const mle_op *op, aws_ctx *c, const ec2_kind *k,
+                                aws_form *f) {
+    char *id = NULL;
+    mle_error *e = NULL;
+    if (ec2_earlier(h, c, op, k->describe, k->set, k->id_field, k->extra_name, k->extra_values, &id,
+                    &e) != 0) {
+        form_free(f);
+        return op_fail(h, op, e);
+    }
+    if (!id) {
+        ec2_tag_spec(h, f, op, k->tag_type);
+        mle_value *r = aws_query(h, c, op, AWS_EC2, k->create, f, &e);
+        form_free(f);
+        if (!r)
+            return op_fail(h, op, e);
+        id = xstrdup(vstr_ne(h, r, k->id_path));
+        h->v_decref(r);
+        if (!id)
+            return op_fail(h, op, h->error_new(h, MLE_E_PROVIDER, "ec2 %s: no %s in the answer",
+                                               k->create, k->id_label));
+    } else {
+        form_free(f);
+    }
+    mle_op_status st = created(h, op, c, id, k->configure, k->fetch);
+    free(id);
+    return st;
+}
+
+/* Adopt what an interrupted create left, found by its ownership tags. */
+static mle_op_status ec2_adopt(const mle_host *h, const mle_op *op, const ec2_kind *k) {
+    AWS_CTX(h, op);
+    char *id = NULL;
+    mle_error *e = NULL;
+    if (ec2_find_owned(h, c, op, k->describe, k->set, k->id_field, k->extra_name, k->extra_values,
+                       &id, &e) != 0)
+        return op_fail(h, op, e);
+    mle_op_status st = adopt_id(h, op, c, id, k->configure, k->fetch);
+    free(id);
+    return st;
+}
+
+/* A delete that is one call with the ID as id_key. */
+static mle_op_status ec2_delete_simple(const mle_host *h, const mle_op *op, const char *action,
+                                       const char *id_key) {
+    AWS_CTX(h, op);
+    mle_error *e = NULL;
+    if (!need_id(h, op, &e))
+        return op_fail(h, op, e);
+    aws_form f = {0};
+    form_add(&f, id_key, op->id);
+    int drc = ec2_simple(h, c, op, action, &f, &e);
+    return ec2_delete_answer(h, op, drc, e);
+}
+
+/* An update that only brings the tags along. */
+static mle_op_status ec2_update_tags_only(const mle_host *h, const mle_op *op, aws_fetch_fn fetch) {
+    AWS_CTX(h, op);
+    mle_error *e = NULL;
+    const char *id = need_id(h, op, &e);
+    if (!id)
+        return op_fail(h, op, e);
+    if (ec2_update_tags(h, c, op, id, &e) != 0)
+        return op_fail(h, op, e);
+    return created(h, op, c, id, NULL, fetch);
 }
 
 /* ARN of an EC2 resource ("vpc", id). Caller frees with free(). */
@@ -279,29 +303,24 @@ static int vpc_configure(const mle_host *h, aws_ctx *c, const mle_op *op, const 
     return rc;
 }
 
+static const ec2_kind vpc_kind = {
+    .describe = "DescribeVpcs",
+    .set = "vpcSet",
+    .id_field = "vpcId",
+    .tag_type = "vpc",
+    .create = "CreateVpc",
+    .id_path = "vpc.vpcId",
+    .id_label = "vpcId",
+    .configure = vpc_configure,
+    .fetch = vpc_fetch,
+};
+
 static mle_op_status vpc_create(const mle_host *h, const mle_op *op) {
     AWS_CTX(h, op);
-    char *id = NULL;
-    mle_error *e = NULL;
-    if (ec2_earlier(h, c, op, "DescribeVpcs", "vpcSet", "vpcId", NULL, NULL, &id, &e) != 0)
-        return op_fail(h, op, e);
-    if (!id) {
-        aws_form f = {0};
-        form_add(&f, "CidrBlock", vstr(h, op->config, "cidr_block"));
-        form_add(&f, "InstanceTenancy", vstr_ne(h, op->config, "instance_tenancy"));
-        ec2_tag_spec(h, &f, op, "vpc");
-        mle_value *r = aws_query(h, c, op, AWS_EC2, "CreateVpc", &f, &e);
-        form_free(&f);
-        if (!r)
-            return op_fail(h, op, e);
-        id = xstrdup(vstr_ne(h, r, "vpc.vpcId"));
-        h->v_decref(r);
-        if (!id)
-            return op_fail(h, op, h->error_new(h, MLE_E_PROVIDER, "ec2 CreateVpc: no vpcId in the answer"));
-    }
-    mle_op_status st = created(h, op, c, id, vpc_configure, vpc_fetch);
-    free(id);
-    return st;
+    aws_form f = {0};
+    form_add(&f, "CidrBlock", vstr(h, op->config, "cidr_block"));
+    form_add(&f, "InstanceTenancy", vstr_ne(h, op->config, "instance_tenancy"));
+    return ec2_create(h, op, c, &vpc_kind, &f);
 }
 
 static mle_op_status vpc_read(const mle_host *h, const mle_op *op) { return generic_read(h, op, vpc_fetch); }
@@ -323,26 +342,10 @@ static mle_op_status vpc_update(const mle_host *h, const mle_op *op) {
 }
 
 static mle_op_status vpc_delete(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    mle_error *e = NULL;
-    if (!need_id(h, op, &e))
-        return op_fail(h, op, e);
-    aws_form f = {0};
-    form_add(&f, "VpcId", op->id);
-    int drc = ec2_simple(h, c, op, "DeleteVpc", &f, &e);
-    return ec2_delete_answer(h, op, drc, e);
+    return ec2_delete_simple(h, op, "DeleteVpc", "VpcId");
 }
 
-static mle_op_status vpc_adopt(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    char *id = NULL;
-    mle_error *e = NULL;
-    if (ec2_find_owned(h, c, op, "DescribeVpcs", "vpcSet", "vpcId", NULL, NULL, &id, &e) != 0)
-        return op_fail(h, op, e);
-    mle_op_status st = adopt_id(h, op, c, id, vpc_configure, vpc_fetch);
-    free(id);
-    return st;
-}
+static mle_op_status vpc_adopt(const mle_host *h, const mle_op *op) { return ec2_adopt(h, op, &vpc_kind); }
 
 static mle_op_status vpc_poll(const mle_host *h, const mle_op *op) { return generic_poll(h, op, vpc_configure, vpc_fetch); }
 
@@ -415,30 +418,25 @@ static int subnet_configure(const mle_host *h, aws_ctx *c, const mle_op *op, con
     return vbool(h, op->config, "map_public_ip_on_launch", 0) ? subnet_set_public(h, c, op, id, 1, err) : 0;
 }
 
+static const ec2_kind subnet_kind = {
+    .describe = "DescribeSubnets",
+    .set = "subnetSet",
+    .id_field = "subnetId",
+    .tag_type = "subnet",
+    .create = "CreateSubnet",
+    .id_path = "subnet.subnetId",
+    .id_label = "subnetId",
+    .configure = subnet_configure,
+    .fetch = subnet_fetch,
+};
+
 static mle_op_status subnet_create(const mle_host *h, const mle_op *op) {
     AWS_CTX(h, op);
-    char *id = NULL;
-    mle_error *e = NULL;
-    if (ec2_earlier(h, c, op, "DescribeSubnets", "subnetSet", "subnetId", NULL, NULL, &id, &e) != 0)
-        return op_fail(h, op, e);
-    if (!id) {
-        aws_form f = {0};
-        form_add(&f, "VpcId", vstr(h, op->config, "vpc_id"));
-        form_add(&f, "CidrBlock", vstr(h, op->config, "cidr_block"));
-        form_add(&f, "AvailabilityZone", vstr_ne(h, op->config, "availability_zone"));
-        ec2_tag_spec(h, &f, op, "subnet");
-        mle_value *r = aws_query(h, c, op, AWS_EC2, "CreateSubnet", &f, &e);
-        form_free(&f);
-        if (!r)
-            return op_fail(h, op, e);
-        id = xstrdup(vstr_ne(h, r, "subnet.subnetId"));
-        h->v_decref(r);
-        if (!id)
-            return op_fail(h, op, h->error_new(h, MLE_E_PROVIDER, "ec2 CreateSubnet: no subnetId in the answer"));
-    }
-    mle_op_status st = created(h, op, c, id, subnet_configure, subnet_fetch);
-    free(id);
-    return st;
+    aws_form f = {0};
+    form_add(&f, "VpcId", vstr(h, op->config, "vpc_id"));
+    form_add(&f, "CidrBlock", vstr(h, op->config, "cidr_block"));
+    form_add(&f, "AvailabilityZone", vstr_ne(h, op->config, "availability_zone"));
+    return ec2_create(h, op, c, &subnet_kind, &f);
 }
 
 static mle_op_status subnet_read(const mle_host *h, const mle_op *op) { return generic_read(h, op, subnet_fetch); }
@@ -458,26 +456,10 @@ static mle_op_status subnet_update(const mle_host *h, const mle_op *op) {
 }
 
 static mle_op_status subnet_delete(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    mle_error *e = NULL;
-    if (!need_id(h, op, &e))
-        return op_fail(h, op, e);
-    aws_form f = {0};
-    form_add(&f, "SubnetId", op->id);
-    int drc = ec2_simple(h, c, op, "DeleteSubnet", &f, &e);
-    return ec2_delete_answer(h, op, drc, e);
+    return ec2_delete_simple(h, op, "DeleteSubnet", "SubnetId");
 }
 
-static mle_op_status subnet_adopt(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    char *id = NULL;
-    mle_error *e = NULL;
-    if (ec2_find_owned(h, c, op, "DescribeSubnets", "subnetSet", "subnetId", NULL, NULL, &id, &e) != 0)
-        return op_fail(h, op, e);
-    mle_op_status st = adopt_id(h, op, c, id, subnet_configure, subnet_fetch);
-    free(id);
-    return st;
-}
+static mle_op_status subnet_adopt(const mle_host *h, const mle_op *op) { return ec2_adopt(h, op, &subnet_kind); }
 
 static mle_op_status subnet_poll(const mle_host *h, const mle_op *op) { return generic_poll(h, op, subnet_configure, subnet_fetch); }
 
@@ -573,28 +555,22 @@ static int igw_configure(const mle_host *h, aws_ctx *c, const mle_op *op, const 
     return rc;
 }
 
+static const ec2_kind igw_kind = {
+    .describe = "DescribeInternetGateways",
+    .set = "internetGatewaySet",
+    .id_field = "internetGatewayId",
+    .tag_type = "internet-gateway",
+    .create = "CreateInternetGateway",
+    .id_path = "internetGateway.internetGatewayId",
+    .id_label = "ID",
+    .configure = igw_configure,
+    .fetch = igw_fetch,
+};
+
 static mle_op_status igw_create(const mle_host *h, const mle_op *op) {
     AWS_CTX(h, op);
-    char *id = NULL;
-    mle_error *e = NULL;
-    if (ec2_earlier(h, c, op, "DescribeInternetGateways", "internetGatewaySet", "internetGatewayId",
-                    NULL, NULL, &id, &e) != 0)
-        return op_fail(h, op, e);
-    if (!id) {
-        aws_form f = {0};
-        ec2_tag_spec(h, &f, op, "internet-gateway");
-        mle_value *r = aws_query(h, c, op, AWS_EC2, "CreateInternetGateway", &f, &e);
-        form_free(&f);
-        if (!r)
-            return op_fail(h, op, e);
-        id = xstrdup(vstr_ne(h, r, "internetGateway.internetGatewayId"));
-        h->v_decref(r);
-        if (!id)
-            return op_fail(h, op, h->error_new(h, MLE_E_PROVIDER, "ec2 CreateInternetGateway: no ID in the answer"));
-    }
-    mle_op_status st = created(h, op, c, id, igw_configure, igw_fetch);
-    free(id);
-    return st;
+    aws_form f = {0};
+    return ec2_create(h, op, c, &igw_kind, &f);
 }
 
 static mle_op_status igw_read(const mle_host *h, const mle_op *op) { return generic_read(h, op, igw_fetch); }
@@ -643,17 +619,7 @@ static mle_op_status igw_delete(const mle_host *h, const mle_op *op) {
     return ec2_delete_answer(h, op, drc, e);
 }
 
-static mle_op_status igw_adopt(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    char *id = NULL;
-    mle_error *e = NULL;
-    if (ec2_find_owned(h, c, op, "DescribeInternetGateways", "internetGatewaySet",
-                       "internetGatewayId", NULL, NULL, &id, &e) != 0)
-        return op_fail(h, op, e);
-    mle_op_status st = adopt_id(h, op, c, id, igw_configure, igw_fetch);
-    free(id);
-    return st;
-}
+static mle_op_status igw_adopt(const mle_host *h, const mle_op *op) { return ec2_adopt(h, op, &igw_kind); }
 
 static mle_op_status igw_poll(const mle_host *h, const mle_op *op) { return generic_poll(h, op, igw_configure, igw_fetch); }
 
@@ -701,64 +667,34 @@ static int eip_fetch(const mle_host *h, aws_ctx *c, const mle_op *op, const char
     return 1;
 }
 
+static const ec2_kind eip_kind = {
+    .describe = "DescribeAddresses",
+    .set = "addressesSet",
+    .id_field = "allocationId",
+    .tag_type = "elastic-ip",
+    .create = "AllocateAddress",
+    .id_path = "allocationId",
+    .id_label = "allocationId",
+    .configure = NULL,
+    .fetch = eip_fetch,
+};
+
 static mle_op_status eip_create(const mle_host *h, const mle_op *op) {
     AWS_CTX(h, op);
-    char *id = NULL;
-    mle_error *e = NULL;
-    if (ec2_earlier(h, c, op, "DescribeAddresses", "addressesSet", "allocationId", NULL, NULL, &id, &e) != 0)
-        return op_fail(h, op, e);
-    if (!id) {
-        aws_form f = {0};
-        form_add(&f, "Domain", vstr_ne(h, op->config, "domain") ? vstr(h, op->config, "domain") : "vpc");
-        ec2_tag_spec(h, &f, op, "elastic-ip");
-        mle_value *r = aws_query(h, c, op, AWS_EC2, "AllocateAddress", &f, &e);
-        form_free(&f);
-        if (!r)
-            return op_fail(h, op, e);
-        id = xstrdup(vstr_ne(h, r, "allocationId"));
-        h->v_decref(r);
-        if (!id)
-            return op_fail(h, op, h->error_new(h, MLE_E_PROVIDER, "ec2 AllocateAddress: no allocationId in the answer"));
-    }
-    mle_op_status st = created(h, op, c, id, NULL, eip_fetch);
-    free(id);
-    return st;
+    aws_form f = {0};
+    form_add(&f, "Domain", vstr_ne(h, op->config, "domain") ? vstr(h, op->config, "domain") : "vpc");
+    return ec2_create(h, op, c, &eip_kind, &f);
 }
 
 static mle_op_status eip_read(const mle_host *h, const mle_op *op) { return generic_read(h, op, eip_fetch); }
 
-static mle_op_status eip_update(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    mle_error *e = NULL;
-    const char *id = need_id(h, op, &e);
-    if (!id)
-        return op_fail(h, op, e);
-    if (ec2_update_tags(h, c, op, id, &e) != 0)
-        return op_fail(h, op, e);
-    return created(h, op, c, id, NULL, eip_fetch);
-}
+static mle_op_status eip_update(const mle_host *h, const mle_op *op) { return ec2_update_tags_only(h, op, eip_fetch); }
 
 static mle_op_status eip_delete(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    mle_error *e = NULL;
-    if (!need_id(h, op, &e))
-        return op_fail(h, op, e);
-    aws_form f = {0};
-    form_add(&f, "AllocationId", op->id);
-    int drc = ec2_simple(h, c, op, "ReleaseAddress", &f, &e);
-    return ec2_delete_answer(h, op, drc, e);
+    return ec2_delete_simple(h, op, "ReleaseAddress", "AllocationId");
 }
 
-static mle_op_status eip_adopt(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    char *id = NULL;
-    mle_error *e = NULL;
-    if (ec2_find_owned(h, c, op, "DescribeAddresses", "addressesSet", "allocationId", NULL, NULL, &id, &e) != 0)
-        return op_fail(h, op, e);
-    mle_op_status st = adopt_id(h, op, c, id, NULL, eip_fetch);
-    free(id);
-    return st;
-}
+static mle_op_status eip_adopt(const mle_host *h, const mle_op *op) { return ec2_adopt(h, op, &eip_kind); }
 
 static mle_op_status eip_poll(const mle_host *h, const mle_op *op) { return generic_poll(h, op, NULL, eip_fetch); }
 
@@ -922,16 +858,7 @@ static mle_op_status nat_create(const mle_host *h, const mle_op *op) {
 
 static mle_op_status nat_read(const mle_host *h, const mle_op *op) { return generic_read(h, op, nat_fetch); }
 
-static mle_op_status nat_update(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    mle_error *e = NULL;
-    const char *id = need_id(h, op, &e);
-    if (!id)
-        return op_fail(h, op, e);
-    if (ec2_update_tags(h, c, op, id, &e) != 0)
-        return op_fail(h, op, e);
-    return created(h, op, c, id, NULL, nat_fetch);
-}
+static mle_op_status nat_update(const mle_host *h, const mle_op *op) { return ec2_update_tags_only(h, op, nat_fetch); }
 
 static mle_op_status nat_delete(const mle_host *h, const mle_op *op) {
     AWS_CTX(h, op);
@@ -949,15 +876,7 @@ static mle_op_status nat_delete(const mle_host *h, const mle_op *op) {
 }
 
 static mle_op_status nat_poll(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    char id[128], aw[32];
-    int64_t dl;
-    if (poll_parse(op->poll_token, id, sizeof id, aw, sizeof aw, &dl) != 0)
-        return op_fail(h, op, h->error_new(h, MLE_E_INTERNAL, "aws: unreadable poll token \"%s\"",
-                                           op->poll_token ? op->poll_token : ""));
-    if (str_eq(aw, "exists"))
-        return generic_poll(h, op, NULL, nat_fetch);
-    return nat_answer(h, op, c, id, aw, dl);
+    return answer_poll(h, op, 128, nat_fetch, nat_answer);
 }
 
 static mle_op_status nat_adopt(const mle_host *h, const mle_op *op) {
@@ -1178,30 +1097,25 @@ static int rt_converge(const mle_host *h, aws_ctx *c, const mle_op *op, const ch
     return rc;
 }
 
+static const ec2_kind rt_kind = {
+    .describe = "DescribeRouteTables",
+    .set = "routeTableSet",
+    .id_field = "routeTableId",
+    .tag_type = "route-table",
+    .create = "CreateRouteTable",
+    .id_path = "routeTable.routeTableId",
+    .id_label = "ID",
+    .configure = rt_converge,
+    .fetch = rt_fetch,
+};
+
 static mle_op_status rt_create(const mle_host *h, const mle_op *op) {
     AWS_CTX(h, op);
-    char *id = NULL;
-    mle_error *e = NULL;
-    if (ec2_earlier(h, c, op, "DescribeRouteTables", "routeTableSet", "routeTableId", NULL, NULL, &id, &e) != 0)
-        return op_fail(h, op, e);
-    if (!id) {
-        aws_form f = {0};
-        form_add(&f, "VpcId", vstr(h, op->config, "vpc_id"));
-        if (op->token && *op->token && strlen(op->token) <= 64)
-            form_add(&f, "ClientToken", op->token);
-        ec2_tag_spec(h, &f, op, "route-table");
-        mle_value *r = aws_query(h, c, op, AWS_EC2, "CreateRouteTable", &f, &e);
-        form_free(&f);
-        if (!r)
-            return op_fail(h, op, e);
-        id = xstrdup(vstr_ne(h, r, "routeTable.routeTableId"));
-        h->v_decref(r);
-        if (!id)
-            return op_fail(h, op, h->error_new(h, MLE_E_PROVIDER, "ec2 CreateRouteTable: no ID in the answer"));
-    }
-    mle_op_status st = created(h, op, c, id, rt_converge, rt_fetch);
-    free(id);
-    return st;
+    aws_form f = {0};
+    form_add(&f, "VpcId", vstr(h, op->config, "vpc_id"));
+    if (op->token && *op->token && strlen(op->token) <= 64)
+        form_add(&f, "ClientToken", op->token);
+    return ec2_create(h, op, c, &rt_kind, &f);
 }
 
 static mle_op_status rt_read(const mle_host *h, const mle_op *op) { return generic_read(h, op, rt_fetch); }
@@ -1247,16 +1161,7 @@ static mle_op_status rt_delete(const mle_host *h, const mle_op *op) {
     return ec2_delete_answer(h, op, drc, e);
 }
 
-static mle_op_status rt_adopt(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    char *id = NULL;
-    mle_error *e = NULL;
-    if (ec2_find_owned(h, c, op, "DescribeRouteTables", "routeTableSet", "routeTableId", NULL, NULL, &id, &e) != 0)
-        return op_fail(h, op, e);
-    mle_op_status st = adopt_id(h, op, c, id, rt_converge, rt_fetch);
-    free(id);
-    return st;
-}
+static mle_op_status rt_adopt(const mle_host *h, const mle_op *op) { return ec2_adopt(h, op, &rt_kind); }
 
 static mle_op_status rt_poll(const mle_host *h, const mle_op *op) { return generic_poll(h, op, rt_converge, rt_fetch); }
 
@@ -1470,31 +1375,26 @@ static int sg_converge(const mle_host *h, aws_ctx *c, const mle_op *op, const ch
     return rc;
 }
 
+static const ec2_kind sg_kind = {
+    .describe = "DescribeSecurityGroups",
+    .set = "securityGroupInfo",
+    .id_field = "groupId",
+    .tag_type = "security-group",
+    .create = "CreateSecurityGroup",
+    .id_path = "groupId",
+    .id_label = "groupId",
+    .configure = sg_converge,
+    .fetch = sg_fetch,
+};
+
 static mle_op_status sg_create(const mle_host *h, const mle_op *op) {
     AWS_CTX(h, op);
-    char *id = NULL;
-    mle_error *e = NULL;
-    if (ec2_earlier(h, c, op, "DescribeSecurityGroups", "securityGroupInfo", "groupId", NULL, NULL, &id, &e) != 0)
-        return op_fail(h, op, e);
-    if (!id) {
-        aws_form f = {0};
-        form_add(&f, "GroupName", vstr(h, op->config, "name"));
-        form_add(&f, "GroupDescription",
-                 vstr_ne(h, op->config, "description") ? vstr(h, op->config, "description") : "Managed by mlengine");
-        form_add(&f, "VpcId", vstr(h, op->config, "vpc_id"));
-        ec2_tag_spec(h, &f, op, "security-group");
-        mle_value *r = aws_query(h, c, op, AWS_EC2, "CreateSecurityGroup", &f, &e);
-        form_free(&f);
-        if (!r)
-            return op_fail(h, op, e);
-        id = xstrdup(vstr_ne(h, r, "groupId"));
-        h->v_decref(r);
-        if (!id)
-            return op_fail(h, op, h->error_new(h, MLE_E_PROVIDER, "ec2 CreateSecurityGroup: no groupId in the answer"));
-    }
-    mle_op_status st = created(h, op, c, id, sg_converge, sg_fetch);
-    free(id);
-    return st;
+    aws_form f = {0};
+    form_add(&f, "GroupName", vstr(h, op->config, "name"));
+    form_add(&f, "GroupDescription",
+             vstr_ne(h, op->config, "description") ? vstr(h, op->config, "description") : "Managed by mlengine");
+    form_add(&f, "VpcId", vstr(h, op->config, "vpc_id"));
+    return ec2_create(h, op, c, &sg_kind, &f);
 }
 
 static mle_op_status sg_read(const mle_host *h, const mle_op *op) { return generic_read(h, op, sg_fetch); }
@@ -1511,26 +1411,10 @@ static mle_op_status sg_update(const mle_host *h, const mle_op *op) {
 }
 
 static mle_op_status sg_delete(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    mle_error *e = NULL;
-    if (!need_id(h, op, &e))
-        return op_fail(h, op, e);
-    aws_form f = {0};
-    form_add(&f, "GroupId", op->id);
-    int drc = ec2_simple(h, c, op, "DeleteSecurityGroup", &f, &e);
-    return ec2_delete_answer(h, op, drc, e);
+    return ec2_delete_simple(h, op, "DeleteSecurityGroup", "GroupId");
 }
 
-static mle_op_status sg_adopt(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    char *id = NULL;
-    mle_error *e = NULL;
-    if (ec2_find_owned(h, c, op, "DescribeSecurityGroups", "securityGroupInfo", "groupId", NULL, NULL, &id, &e) != 0)
-        return op_fail(h, op, e);
-    mle_op_status st = adopt_id(h, op, c, id, sg_converge, sg_fetch);
-    free(id);
-    return st;
-}
+static mle_op_status sg_adopt(const mle_host *h, const mle_op *op) { return ec2_adopt(h, op, &sg_kind); }
 
 static mle_op_status sg_poll(const mle_host *h, const mle_op *op) { return generic_poll(h, op, sg_converge, sg_fetch); }
 

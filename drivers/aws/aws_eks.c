@@ -62,14 +62,8 @@ static int eks_get(const mle_host *h, aws_ctx *c, const mle_op *op, const char *
                    const char *path, const char *member, mle_value **out, mle_error **err) {
     mle_error *e = NULL;
     mle_value *r = aws_rest_json(h, c, op, AWS_EKS, action, "GET", path, NULL, NULL, &e);
-    if (!r) {
-        if (h->error_code(e) == MLE_E_NOT_FOUND) {
-            h->error_free(e);
-            return 0;
-        }
-        *err = e;
-        return -1;
-    }
+    if (!r)
+        return missing_or_err(h, e, err);
     *out = h->v_get(r, member) ? h->v_incref(h->v_get(r, member)) : NULL;
     h->v_decref(r);
     return *out ? 1 : 0;
@@ -122,6 +116,29 @@ static mle_value *json_list_like(const mle_host *h, const mle_value *arr, const 
     for (size_t i = 0; i < jl_count(h, arr); i++)
         h->v_append(out, h->v_deep_copy(h->v_at(arr, i)));
     return order_like(h, out, prior);
+}
+
+/* How an EKS type describes one of its things, and makes attributes of the description. */
+typedef int (*eks_describe_fn)(const mle_host *h, aws_ctx *c, const mle_op *op, const char *id,
+                               mle_value **item, mle_error **err);
+typedef mle_value *(*eks_attrs_fn)(const mle_host *h, const mle_op *op, const char *id,
+                                   const mle_value *item);
+
+/* The fetch of an EKS type: a thing being deleted counts as gone. */
+static int eks_fetch_live(const mle_host *h, aws_ctx *c, const mle_op *op, const char *id,
+                          mle_value **attrs, mle_error **err, eks_describe_fn describe,
+                          eks_attrs_fn attrs_of) {
+    mle_value *it = NULL;
+    int rc = describe(h, c, op, id, &it, err);
+    if (rc <= 0)
+        return rc;
+    if (str_eq(vstr(h, it, "status"), "DELETING")) {
+        h->v_decref(it);
+        return 0;
+    }
+    *attrs = attrs_of(h, op, id, it);
+    h->v_decref(it);
+    return 1;
 }
 
 /* A long EKS resource's answer for its status against the awaited one. `fail_states` end
@@ -241,17 +258,7 @@ static int cluster_describe(const mle_host *h, aws_ctx *c, const mle_op *op, con
 
 static int cluster_fetch(const mle_host *h, aws_ctx *c, const mle_op *op, const char *id,
                          mle_value **attrs, mle_error **err) {
-    mle_value *cl = NULL;
-    int rc = cluster_describe(h, c, op, id, &cl, err);
-    if (rc <= 0)
-        return rc;
-    if (str_eq(vstr(h, cl, "status"), "DELETING")) {
-        h->v_decref(cl);
-        return 0;
-    }
-    *attrs = cluster_attrs_of(h, op, id, cl);
-    h->v_decref(cl);
-    return 1;
+    return eks_fetch_live(h, c, op, id, attrs, err, cluster_describe, cluster_attrs_of);
 }
 
 /* Where a cluster stands against `awaited` (ACTIVE or deleted). */
@@ -414,35 +421,29 @@ static mle_op_status cluster_update(const mle_host *h, const mle_op *op) {
     return created(h, op, c, id, NULL, cluster_fetch);
 }
 
+/* The DELETE of an EKS path (p is freed here); gone is NOT_FOUND, else poll for "deleted". */
+static mle_op_status eks_delete_at(const mle_host *h, const mle_op *op, aws_ctx *c, char *p,
+                                   const char *action, int64_t timeout_s, uint32_t poll_ms) {
+    mle_error *e = NULL;
+    mle_value *r = aws_rest_json(h, c, op, AWS_EKS, action, "DELETE", p, NULL, NULL, &e);
+    free(p);
+    if (!r)
+        return op_fail_or_gone(h, op, e);
+    h->v_decref(r);
+    return in_progress(h, op, c, op->id, "deleted", deadline_in(h, c, timeout_s), poll_ms);
+}
+
 static mle_op_status cluster_delete(const mle_host *h, const mle_op *op) {
     AWS_CTX(h, op);
     mle_error *e = NULL;
     if (!need_id(h, op, &e))
         return op_fail(h, op, e);
-    char *p = eks_path(op->id, NULL, NULL, NULL);
-    mle_value *r = aws_rest_json(h, c, op, AWS_EKS, "DeleteCluster", "DELETE", p, NULL, NULL, &e);
-    free(p);
-    if (!r) {
-        if (h->error_code(e) == MLE_E_NOT_FOUND) {
-            h->error_free(e);
-            return h->op_not_found(h, op);
-        }
-        return op_fail(h, op, e);
-    }
-    h->v_decref(r);
-    return in_progress(h, op, c, op->id, "deleted", deadline_in(h, c, EKS_CLUSTER_TIMEOUT_S), EKS_CLUSTER_POLL_MS);
+    return eks_delete_at(h, op, c, eks_path(op->id, NULL, NULL, NULL), "DeleteCluster",
+                         EKS_CLUSTER_TIMEOUT_S, EKS_CLUSTER_POLL_MS);
 }
 
 static mle_op_status cluster_poll(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    char id[256], aw[32];
-    int64_t dl;
-    if (poll_parse(op->poll_token, id, sizeof id, aw, sizeof aw, &dl) != 0)
-        return op_fail(h, op, h->error_new(h, MLE_E_INTERNAL, "aws: unreadable poll token \"%s\"",
-                                           op->poll_token ? op->poll_token : ""));
-    if (str_eq(aw, "exists"))
-        return generic_poll(h, op, NULL, cluster_fetch);
-    return cluster_answer(h, op, c, id, aw, dl);
+    return answer_poll(h, op, 256, cluster_fetch, cluster_answer);
 }
 
 /* A cluster of that name carrying our ownership tags (and not being deleted). */
@@ -463,18 +464,7 @@ static int cluster_find_ours(const mle_host *h, aws_ctx *c, const mle_op *op, ch
 
 /* Found mid-creation, it is adopted into the poll rather than reported half-made. */
 static mle_op_status cluster_adopt(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    char *id = NULL;
-    mle_error *e = NULL;
-    int rc = cluster_find_ours(h, c, op, &id, &e);
-    if (rc < 0)
-        return op_fail(h, op, e);
-    if (rc == 0)
-        return h->op_not_found(h, op);
-    h->log(h, MLE_LOG_INFO, "aws: adopting EKS cluster %s left by an interrupted create", id);
-    mle_op_status st = cluster_answer(h, op, c, id, "ACTIVE", deadline_in(h, c, EKS_CLUSTER_TIMEOUT_S));
-    free(id);
-    return st;
+    return adopt_into_poll(h, op, cluster_find_ours, cluster_answer, "ACTIVE", EKS_CLUSTER_TIMEOUT_S, "EKS cluster");
 }
 
 static const mle_resource_type aws_eks_cluster_type = {
@@ -525,16 +515,7 @@ static const mle_attr_schema ng_attrs[] = {
 };
 
 /* Split "<cluster>:<ng>" into copies (free()). 0 or -1. */
-static int ng_split(const char *id, char **cluster, char **ng) {
-    const char *colon = id ? strchr(id, ':') : NULL;
-    if (!colon || colon == id || !colon[1])
-        return -1;
-    *cluster = xmalloc((size_t)(colon - id) + 1);
-    memcpy(*cluster, id, (size_t)(colon - id));
-    (*cluster)[colon - id] = '\0';
-    *ng = xstrdup(colon + 1);
-    return 0;
-}
+static int ng_split(const char *id, char **cluster, char **ng) { return split_at(id, ':', cluster, ng); }
 
 static int ng_describe(const mle_host *h, aws_ctx *c, const mle_op *op, const char *id,
                        mle_value **ng, mle_error **err) {
@@ -603,17 +584,7 @@ static mle_value *ng_attrs_of(const mle_host *h, const mle_op *op, const char *i
 
 static int ng_fetch(const mle_host *h, aws_ctx *c, const mle_op *op, const char *id,
                     mle_value **attrs, mle_error **err) {
-    mle_value *ng = NULL;
-    int rc = ng_describe(h, c, op, id, &ng, err);
-    if (rc <= 0)
-        return rc;
-    if (str_eq(vstr(h, ng, "status"), "DELETING")) {
-        h->v_decref(ng);
-        return 0;
-    }
-    *attrs = ng_attrs_of(h, op, id, ng);
-    h->v_decref(ng);
-    return 1;
+    return eks_fetch_live(h, c, op, id, attrs, err, ng_describe, ng_attrs_of);
 }
 
 static mle_op_status ng_answer(const mle_host *h, const mle_op *op, aws_ctx *c, const char *id,
@@ -802,39 +773,27 @@ fail:
     return st;
 }
 
-static mle_op_status ng_delete(const mle_host *h, const mle_op *op) {
+/* The delete of a thing in a cluster (ID "cluster:name"); what names it in the error. */
+static mle_op_status eks_delete_sub(const mle_host *h, const mle_op *op, const char *what,
+                                    const char *coll, const char *action, int64_t timeout_s,
+                                    uint32_t poll_ms) {
     AWS_CTX(h, op);
-    mle_error *e = NULL;
     char *cl = NULL, *name = NULL;
     if (ng_split(op->id, &cl, &name) != 0)
-        return op_fail(h, op, h->error_new(h, MLE_E_INVALID, "aws: \"%s\" is not a node group ID",
-                                           op->id ? op->id : ""));
-    char *p = eks_path(cl, "node-groups", name, NULL);
-    mle_value *r = aws_rest_json(h, c, op, AWS_EKS, "DeleteNodegroup", "DELETE", p, NULL, NULL, &e);
-    free(p);
+        return op_fail(h, op, h->error_new(h, MLE_E_INVALID, "aws: \"%s\" is not %s",
+                                           op->id ? op->id : "", what));
+    char *p = eks_path(cl, coll, name, NULL);
     free(cl);
     free(name);
-    if (!r) {
-        if (h->error_code(e) == MLE_E_NOT_FOUND) {
-            h->error_free(e);
-            return h->op_not_found(h, op);
-        }
-        return op_fail(h, op, e);
-    }
-    h->v_decref(r);
-    return in_progress(h, op, c, op->id, "deleted", deadline_in(h, c, EKS_NG_TIMEOUT_S), EKS_NG_POLL_MS);
+    return eks_delete_at(h, op, c, p, action, timeout_s, poll_ms);
+}
+
+static mle_op_status ng_delete(const mle_host *h, const mle_op *op) {
+    return eks_delete_sub(h, op, "a node group ID", "node-groups", "DeleteNodegroup", EKS_NG_TIMEOUT_S, EKS_NG_POLL_MS);
 }
 
 static mle_op_status ng_poll(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    char id[512], aw[32];
-    int64_t dl;
-    if (poll_parse(op->poll_token, id, sizeof id, aw, sizeof aw, &dl) != 0)
-        return op_fail(h, op, h->error_new(h, MLE_E_INTERNAL, "aws: unreadable poll token \"%s\"",
-                                           op->poll_token ? op->poll_token : ""));
-    if (str_eq(aw, "exists"))
-        return generic_poll(h, op, NULL, ng_fetch);
-    return ng_answer(h, op, c, id, aw, dl);
+    return answer_poll(h, op, 512, ng_fetch, ng_answer);
 }
 
 static int ng_find_ours(const mle_host *h, aws_ctx *c, const mle_op *op, char **id, mle_error **err) {
@@ -856,18 +815,7 @@ static int ng_find_ours(const mle_host *h, aws_ctx *c, const mle_op *op, char **
 }
 
 static mle_op_status ng_adopt(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    char *id = NULL;
-    mle_error *e = NULL;
-    int rc = ng_find_ours(h, c, op, &id, &e);
-    if (rc < 0)
-        return op_fail(h, op, e);
-    if (rc == 0)
-        return h->op_not_found(h, op);
-    h->log(h, MLE_LOG_INFO, "aws: adopting node group %s left by an interrupted create", id);
-    mle_op_status st = ng_answer(h, op, c, id, "ACTIVE", deadline_in(h, c, EKS_NG_TIMEOUT_S));
-    free(id);
-    return st;
+    return adopt_into_poll(h, op, ng_find_ours, ng_answer, "ACTIVE", EKS_NG_TIMEOUT_S, "node group");
 }
 
 static const mle_resource_type aws_eks_node_group_type = {
@@ -940,17 +888,7 @@ static mle_value *addon_attrs_of(const mle_host *h, const mle_op *op, const char
 
 static int addon_fetch(const mle_host *h, aws_ctx *c, const mle_op *op, const char *id,
                        mle_value **attrs, mle_error **err) {
-    mle_value *ad = NULL;
-    int rc = addon_describe(h, c, op, id, &ad, err);
-    if (rc <= 0)
-        return rc;
-    if (str_eq(vstr(h, ad, "status"), "DELETING")) {
-        h->v_decref(ad);
-        return 0;
-    }
-    *attrs = addon_attrs_of(h, op, id, ad);
-    h->v_decref(ad);
-    return 1;
+    return eks_fetch_live(h, c, op, id, attrs, err, addon_describe, addon_attrs_of);
 }
 
 static mle_op_status addon_answer(const mle_host *h, const mle_op *op, aws_ctx *c, const char *id,
@@ -1053,38 +991,11 @@ static mle_op_status addon_update(const mle_host *h, const mle_op *op) {
 }
 
 static mle_op_status addon_delete(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    mle_error *e = NULL;
-    char *cl = NULL, *name = NULL;
-    if (ng_split(op->id, &cl, &name) != 0)
-        return op_fail(h, op, h->error_new(h, MLE_E_INVALID, "aws: \"%s\" is not an add-on ID",
-                                           op->id ? op->id : ""));
-    char *p = eks_path(cl, "addons", name, NULL);
-    mle_value *r = aws_rest_json(h, c, op, AWS_EKS, "DeleteAddon", "DELETE", p, NULL, NULL, &e);
-    free(p);
-    free(cl);
-    free(name);
-    if (!r) {
-        if (h->error_code(e) == MLE_E_NOT_FOUND) {
-            h->error_free(e);
-            return h->op_not_found(h, op);
-        }
-        return op_fail(h, op, e);
-    }
-    h->v_decref(r);
-    return in_progress(h, op, c, op->id, "deleted", deadline_in(h, c, EKS_ADDON_TIMEOUT_S), EKS_ADDON_POLL_MS);
+    return eks_delete_sub(h, op, "an add-on ID", "addons", "DeleteAddon", EKS_ADDON_TIMEOUT_S, EKS_ADDON_POLL_MS);
 }
 
 static mle_op_status addon_poll(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    char id[512], aw[32];
-    int64_t dl;
-    if (poll_parse(op->poll_token, id, sizeof id, aw, sizeof aw, &dl) != 0)
-        return op_fail(h, op, h->error_new(h, MLE_E_INTERNAL, "aws: unreadable poll token \"%s\"",
-                                           op->poll_token ? op->poll_token : ""));
-    if (str_eq(aw, "exists"))
-        return generic_poll(h, op, NULL, addon_fetch);
-    return addon_answer(h, op, c, id, aw, dl);
+    return answer_poll(h, op, 512, addon_fetch, addon_answer);
 }
 
 static int addon_find_ours(const mle_host *h, aws_ctx *c, const mle_op *op, char **id, mle_error **err) {
@@ -1106,17 +1017,7 @@ static int addon_find_ours(const mle_host *h, aws_ctx *c, const mle_op *op, char
 }
 
 static mle_op_status addon_adopt(const mle_host *h, const mle_op *op) {
-    AWS_CTX(h, op);
-    char *id = NULL;
-    mle_error *e = NULL;
-    int rc = addon_find_ours(h, c, op, &id, &e);
-    if (rc < 0)
-        return op_fail(h, op, e);
-    if (rc == 0)
-        return h->op_not_found(h, op);
-    mle_op_status st = addon_answer(h, op, c, id, "ACTIVE", deadline_in(h, c, EKS_ADDON_TIMEOUT_S));
-    free(id);
-    return st;
+    return adopt_into_poll(h, op, addon_find_ours, addon_answer, "ACTIVE", EKS_ADDON_TIMEOUT_S, NULL);
 }
 
 static const mle_resource_type aws_eks_addon_type = {

@@ -11,63 +11,21 @@
 
 /* Tags.member.N for a create: the user's tags and the ownership tags. */
 static void iam_form_tags(const mle_host *h, aws_form *f, const mle_value *tags) {
-    void *it = NULL;
-    mle_value *v;
-    const char *k;
-    int i = 1;
-    while ((k = h->v_next(tags, &it, &v))) {
-        form_addf(f, k, "Tags.member.%d.Key", i);
-        form_addf(f, h->v_str(v), "Tags.member.%d.Value", i);
-        i++;
-    }
+    form_tags(h, f, "Tags.member", tags);
 }
 
 /* Tag/Untag an IAM resource from state to config. id_key/id name it ("RoleName", name). */
 static int iam_update_tags(const mle_host *h, aws_ctx *c, const mle_op *op, const char *tag_action,
                            const char *untag_action, const char *id_key, const char *id,
                            mle_error **err) {
-    if (!tags_changed(h, op))
-        return 0;
-    mle_value *set = NULL, *del = NULL;
-    tags_diff(h, op, op->state ? h->v_get(op->state, "tags") : NULL, user_tags(h, op), &set, &del);
-    aws_form f = {0};
-    form_add(&f, id_key, id);
-    iam_form_tags(h, &f, set);
-    mle_value *r = aws_query(h, c, op, AWS_IAM, tag_action, &f, err);
-    form_free(&f);
-    int rc = r ? 0 : -1;
-    h->v_decref(r);
-    if (rc == 0 && h->v_len(del) > 0) {
-        aws_form d = {0};
-        form_add(&d, id_key, id);
-        for (size_t i = 0; i < h->v_len(del); i++)
-            form_addf(&d, h->v_str(h->v_at(del, i)), "TagKeys.member.%zu", i + 1);
-        r = aws_query(h, c, op, AWS_IAM, untag_action, &d, err);
-        form_free(&d);
-        rc = r ? 0 : -1;
-        h->v_decref(r);
-    }
-    h->v_decref(set);
-    h->v_decref(del);
-    return rc;
+    const query_tagging t = {AWS_IAM, tag_action, untag_action, id_key, "Tags.member", "TagKeys.member", ""};
+    return query_update_tags(h, c, op, &t, id, err);
 }
 
 /* One IAM call whose answer is not needed. 0 done, 1 NoSuchEntity, -1 with *err. */
 static int iam_simple(const mle_host *h, aws_ctx *c, const mle_op *op, const char *action,
                       aws_form *f, mle_error **err) {
-    mle_error *e = NULL;
-    mle_value *r = aws_query(h, c, op, AWS_IAM, action, f, &e);
-    form_free(f);
-    if (r) {
-        h->v_decref(r);
-        return 0;
-    }
-    if (h->error_code(e) == MLE_E_NOT_FOUND) {
-        h->error_free(e);
-        return 1;
-    }
-    *err = e;
-    return -1;
+    return query_simple(h, c, op, AWS_IAM, action, f, err);
 }
 
 /* The account ID of the credentials in use (cached; borrowed from the context). */
@@ -122,14 +80,8 @@ static int role_get(const mle_host *h, aws_ctx *c, const mle_op *op, const char 
     mle_error *e = NULL;
     mle_value *r = aws_query(h, c, op, AWS_IAM, "GetRole", &f, &e);
     form_free(&f);
-    if (!r) {
-        if (h->error_code(e) == MLE_E_NOT_FOUND) {
-            h->error_free(e);
-            return 0;
-        }
-        *err = e;
-        return -1;
-    }
+    if (!r)
+        return missing_or_err(h, e, err);
     *role = h->v_incref(vpath(h, r, "Role"));
     h->v_decref(r);
     return *role ? 1 : 0;
@@ -294,14 +246,8 @@ static int policy_get(const mle_host *h, aws_ctx *c, const mle_op *op, const cha
     mle_error *e = NULL;
     mle_value *r = aws_query(h, c, op, AWS_IAM, "GetPolicy", &f, &e);
     form_free(&f);
-    if (!r) {
-        if (h->error_code(e) == MLE_E_NOT_FOUND) {
-            h->error_free(e);
-            return 0;
-        }
-        *err = e;
-        return -1;
-    }
+    if (!r)
+        return missing_or_err(h, e, err);
     *pol = h->v_incref(vpath(h, r, "Policy"));
     h->v_decref(r);
     return *pol ? 1 : 0;
@@ -356,17 +302,8 @@ static mle_op_status policy_create(const mle_host *h, const mle_op *op) {
     mle_error *e = NULL;
     mle_value *r = aws_query(h, c, op, AWS_IAM, "CreatePolicy", &f, &e);
     form_free(&f);
-    char *arn = NULL;
-    if (!r && conflict_is_ours(h, c, op, policy_find_ours, &arn, &e) != 1)
-        return op_fail(h, op, e);
-    if (r)
-        arn = xstrdup(vstr_ne(h, r, "Policy.Arn"));
-    h->v_decref(r);
-    if (!arn)
-        return op_fail(h, op, h->error_new(h, MLE_E_PROVIDER, "iam CreatePolicy: no Arn in the answer"));
-    mle_op_status st = created(h, op, c, arn, NULL, policy_fetch);
-    free(arn);
-    return st;
+    return created_from(h, op, c, r, e, policy_find_ours, "Policy.Arn", "iam CreatePolicy", "Arn", NULL,
+                        policy_fetch);
 }
 
 static mle_op_status policy_read(const mle_host *h, const mle_op *op) { return generic_read(h, op, policy_fetch); }
@@ -434,13 +371,8 @@ static mle_op_status policy_delete(const mle_host *h, const mle_op *op) {
     form_add(&f, "PolicyArn", op->id);
     mle_value *r = aws_query(h, c, op, AWS_IAM, "ListPolicyVersions", &f, &e);
     form_free(&f);
-    if (!r) {
-        if (h->error_code(e) == MLE_E_NOT_FOUND) {
-            h->error_free(e);
-            return h->op_not_found(h, op);
-        }
-        return op_fail(h, op, e);
-    }
+    if (!r)
+        return op_fail_or_gone(h, op, e);
     mle_value *vs = vpath(h, r, "Versions");
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < xl_count(h, vs, "member"); i++) {
@@ -516,16 +448,7 @@ static const mle_attr_schema rpa_attrs[] = {
 };
 
 /* Split an attachment ID. 0, or -1 when malformed. role/arn are copies (free()). */
-static int rpa_split(const char *id, char **role, char **arn) {
-    const char *slash = id ? strchr(id, '/') : NULL;
-    if (!slash || slash == id || !slash[1])
-        return -1;
-    *role = xmalloc((size_t)(slash - id) + 1);
-    memcpy(*role, id, (size_t)(slash - id));
-    (*role)[slash - id] = '\0';
-    *arn = xstrdup(slash + 1);
-    return 0;
-}
+static int rpa_split(const char *id, char **role, char **arn) { return split_at(id, '/', role, arn); }
 
 /* 1 attached, 0 not (or the role is gone), -1 error. Follows IsTruncated/Marker. */
 static int rpa_attached(const mle_host *h, aws_ctx *c, const mle_op *op, const char *role,
@@ -540,14 +463,8 @@ static int rpa_attached(const mle_host *h, aws_ctx *c, const mle_op *op, const c
         form_free(&f);
         free(marker);
         marker = NULL;
-        if (!r) {
-            if (h->error_code(e) == MLE_E_NOT_FOUND) {
-                h->error_free(e);
-                return 0;
-            }
-            *err = e;
-            return -1;
-        }
+        if (!r)
+            return missing_or_err(h, e, err);
         mle_value *ps = vpath(h, r, "AttachedPolicies");
         for (size_t i = 0; i < xl_count(h, ps, "member"); i++) {
             if (str_eq(vstr(h, xl_at(h, ps, "member", i), "PolicyArn"), arn)) {
@@ -696,14 +613,8 @@ static int oidc_get(const mle_host *h, aws_ctx *c, const mle_op *op, const char 
     mle_error *e = NULL;
     mle_value *r = aws_query(h, c, op, AWS_IAM, "GetOpenIDConnectProvider", &f, &e);
     form_free(&f);
-    if (!r) {
-        if (h->error_code(e) == MLE_E_NOT_FOUND) {
-            h->error_free(e);
-            return 0;
-        }
-        *err = e;
-        return -1;
-    }
+    if (!r)
+        return missing_or_err(h, e, err);
     *out = r;
     return 1;
 }
@@ -756,17 +667,8 @@ static mle_op_status oidc_create(const mle_host *h, const mle_op *op) {
     mle_error *e = NULL;
     mle_value *r = aws_query(h, c, op, AWS_IAM, "CreateOpenIDConnectProvider", &f, &e);
     form_free(&f);
-    char *arn = NULL;
-    if (!r && conflict_is_ours(h, c, op, oidc_find_ours, &arn, &e) != 1)
-        return op_fail(h, op, e);
-    if (r)
-        arn = xstrdup(vstr_ne(h, r, "OpenIDConnectProviderArn"));
-    h->v_decref(r);
-    if (!arn)
-        return op_fail(h, op, h->error_new(h, MLE_E_PROVIDER, "iam CreateOpenIDConnectProvider: no ARN in the answer"));
-    mle_op_status st = created(h, op, c, arn, NULL, oidc_fetch);
-    free(arn);
-    return st;
+    return created_from(h, op, c, r, e, oidc_find_ours, "OpenIDConnectProviderArn",
+                        "iam CreateOpenIDConnectProvider", "ARN", NULL, oidc_fetch);
 }
 
 static mle_op_status oidc_read(const mle_host *h, const mle_op *op) { return generic_read(h, op, oidc_fetch); }

@@ -32,12 +32,7 @@ static int json_simple(const mle_host *h, aws_ctx *c, const mle_op *op, aws_svc 
         h->v_decref(r);
         return 0;
     }
-    if (h->error_code(e) == MLE_E_NOT_FOUND) {
-        h->error_free(e);
-        return 1;
-    }
-    *err = e;
-    return -1;
+    return gone_or_err(h, e, err);
 }
 
 /* A JSON call that may find nothing: 1 with *out, 0 not found, -1 with *err. Steals body. */
@@ -48,12 +43,7 @@ static int json_get(const mle_host *h, aws_ctx *c, const mle_op *op, aws_svc svc
     h->v_decref(body);
     if (*out)
         return 1;
-    if (h->error_code(e) == MLE_E_NOT_FOUND) {
-        h->error_free(e);
-        return 0;
-    }
-    *err = e;
-    return -1;
+    return missing_or_err(h, e, err);
 }
 
 /* Tag/untag from state to config through <svc>.TagResource / UntagResource. id_key names the
@@ -393,17 +383,8 @@ static mle_op_status secret_create(const mle_host *h, const mle_op *op) {
     mle_error *e = NULL;
     mle_value *r = aws_json(h, c, op, AWS_SM, "CreateSecret", b, &e);
     h->v_decref(b);
-    char *arn = NULL;
-    if (!r && conflict_is_ours(h, c, op, secret_find_ours, &arn, &e) != 1)
-        return op_fail(h, op, e);
-    if (r)
-        arn = xstrdup(vstr_ne(h, r, "ARN"));
-    h->v_decref(r);
-    if (!arn)
-        return op_fail(h, op, h->error_new(h, MLE_E_PROVIDER, "secretsmanager CreateSecret: no ARN in the answer"));
-    mle_op_status st = created(h, op, c, arn, secret_configure, secret_fetch);
-    free(arn);
-    return st;
+    return created_from(h, op, c, r, e, secret_find_ours, "ARN", "secretsmanager CreateSecret", "ARN",
+                        secret_configure, secret_fetch);
 }
 
 /* The value the config asks for (a secret found from an earlier attempt may lack it). */
@@ -655,15 +636,8 @@ static mle_op_status kms_create(const mle_host *h, const mle_op *op) {
     mle_error *e = NULL;
     mle_value *r = aws_json(h, c, op, AWS_KMS, "CreateKey", b, &e);
     h->v_decref(b);
-    if (!r)
-        return op_fail(h, op, e);
-    char *id = xstrdup(vstr_ne(h, r, "KeyMetadata.KeyId"));
-    h->v_decref(r);
-    if (!id)
-        return op_fail(h, op, h->error_new(h, MLE_E_PROVIDER, "kms CreateKey: no KeyId in the answer"));
-    mle_op_status st = created(h, op, c, id, kms_configure, kms_fetch);
-    free(id);
-    return st;
+    return created_from(h, op, c, r, e, NULL, "KeyMetadata.KeyId", "kms CreateKey", "KeyId", kms_configure,
+                        kms_fetch);
 }
 
 static mle_op_status kms_read(const mle_host *h, const mle_op *op) { return generic_read(h, op, kms_fetch); }

@@ -36,6 +36,30 @@ static mle_op_status op_fail(const mle_host *h, const mle_op *op, mle_error *e) 
     return h->op_error(h, op, e);
 }
 
+/* A failed call's error e: 1 when it says not found (e freed), else -1 with *err = e. */
+static int gone_or_err(const mle_host *h, mle_error *e, mle_error **err) {
+    if (h->error_code(e) == MLE_E_NOT_FOUND) {
+        h->error_free(e);
+        return 1;
+    }
+    *err = e;
+    return -1;
+}
+
+/* The same for a lookup: 0 when not found (e freed), else -1 with *err = e. */
+static int missing_or_err(const mle_host *h, mle_error *e, mle_error **err) {
+    return gone_or_err(h, e, err) > 0 ? 0 : -1;
+}
+
+/* An operation's call failed with e: NOT_FOUND when it says so, else the error. */
+static mle_op_status op_fail_or_gone(const mle_host *h, const mle_op *op, mle_error *e) {
+    if (h->error_code(e) == MLE_E_NOT_FOUND) {
+        h->error_free(e);
+        return h->op_not_found(h, op);
+    }
+    return op_fail(h, op, e);
+}
+
 static mle_error *err_invalid_attr(const mle_host *h, const char *attr, const char *fmt, ...)
     MLE_PRINTF(3, 4);
 static mle_error *err_invalid_attr(const mle_host *h, const char *attr, const char *fmt, ...) {
@@ -199,6 +223,26 @@ static mle_op_status generic_poll(const mle_host *h, const mle_op *op, aws_confi
     return in_progress(h, op, c, id, aw, dl, 2000);
 }
 
+/* A long operation's own answer to a poll for `awaited` (its create/delete states). */
+typedef mle_op_status (*aws_answer_fn)(const mle_host *h, const mle_op *op, aws_ctx *c,
+                                       const char *id, const char *awaited, int64_t deadline);
+
+/* The poll of a type with long operations: "exists" goes to generic_poll (configure is
+ * NULL), any other awaited state to the type's answer. IDs longer than id_max - 1 (at most
+ * 511) are not ours. */
+static mle_op_status answer_poll(const mle_host *h, const mle_op *op, size_t id_max,
+                                 aws_fetch_fn fetch, aws_answer_fn answer) {
+    AWS_CTX(h, op);
+    char id[512], aw[32];
+    int64_t dl;
+    if (poll_parse(op->poll_token, id, id_max < sizeof id ? id_max : sizeof id, aw, sizeof aw, &dl) != 0)
+        return op_fail(h, op, h->error_new(h, MLE_E_INTERNAL, "aws: unreadable poll token \"%s\"",
+                                           op->poll_token ? op->poll_token : ""));
+    if (str_eq(aw, "exists"))
+        return generic_poll(h, op, NULL, fetch);
+    return answer(h, op, c, id, aw, dl);
+}
+
 /* A type's lookup of what a create of this op made, by caller-chosen name plus ownership
  * tags: 1 with *id (caller frees), 0 when there is nothing of ours, -1 with *err. */
 typedef int (*aws_find_fn)(const mle_host *h, aws_ctx *c, const mle_op *op, char **id,
@@ -228,6 +272,27 @@ static int conflict_is_ours(const mle_host *h, aws_ctx *c, const mle_op *op, aws
     h->error_free(*e);
     *e = NULL;
     return 1;
+}
+
+/* After a creating call: its answer r (consumed; NULL when it failed with e). A failure
+ * that says the thing exists and is ours (find, may be NULL) goes on with it; else the ID
+ * at id_path of the answer ("<call>: no <id_label> in the answer" when missing), then
+ * created() with configure and fetch. */
+static mle_op_status created_from(const mle_host *h, const mle_op *op, aws_ctx *c, mle_value *r,
+                                  mle_error *e, aws_find_fn find, const char *id_path,
+                                  const char *call, const char *id_label,
+                                  aws_configure_fn configure, aws_fetch_fn fetch) {
+    char *id = NULL;
+    if (!r && (!find || conflict_is_ours(h, c, op, find, &id, &e) != 1))
+        return op_fail(h, op, e);
+    if (r)
+        id = xstrdup(vstr_ne(h, r, id_path));
+    h->v_decref(r);
+    if (!id)
+        return op_fail(h, op, h->error_new(h, MLE_E_PROVIDER, "%s: no %s in the answer", call, id_label));
+    mle_op_status st = created(h, op, c, id, configure, fetch);
+    free(id);
+    return st;
 }
 
 /* Adopt by a found ID (NULL: nothing found): the interrupted create is finished first (its
@@ -263,6 +328,98 @@ static mle_op_status adopt_by(const mle_host *h, const mle_op *op, aws_find_fn f
     mle_op_status st = adopt_id(h, op, c, rc ? id : NULL, configure, fetch);
     free(id);
     return st;
+}
+
+/* Adopt through a find function, into the type's answer for "ACTIVE"-like awaited state
+ * (a thing found mid-creation goes on in poll rather than being reported half-made).
+ * what (may be NULL: no log line) names the thing in the log. */
+static mle_op_status adopt_into_poll(const mle_host *h, const mle_op *op, aws_find_fn find,
+                                     aws_answer_fn answer, const char *awaited, int64_t timeout_s,
+                                     const char *what) {
+    AWS_CTX(h, op);
+    char *id = NULL;
+    mle_error *e = NULL;
+    int rc = find(h, c, op, &id, &e);
+    if (rc < 0)
+        return op_fail(h, op, e);
+    if (rc == 0)
+        return h->op_not_found(h, op);
+    if (what)
+        h->log(h, MLE_LOG_INFO, "aws: adopting %s %s left by an interrupted create", what, id);
+    mle_op_status st = answer(h, op, c, id, awaited, deadline_in(h, c, timeout_s));
+    free(id);
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The query protocol (EC2, IAM): calls and tags shared by the types.
+ * ------------------------------------------------------------------------------------------ */
+
+/* A tag map as <list>.N.Key / <list>.N.Value (list: "Tag", "Tags.member", ...). */
+static void form_tags(const mle_host *h, aws_form *f, const char *list, const mle_value *tags) {
+    void *it = NULL;
+    mle_value *v;
+    const char *k;
+    int i = 1;
+    while ((k = h->v_next(tags, &it, &v))) {
+        form_addf(f, k, "%s.%d.Key", list, i);
+        form_addf(f, h->v_str(v), "%s.%d.Value", list, i);
+        i++;
+    }
+}
+
+/* One query call whose answer is not needed (Delete*, Attach*, ...). The form is freed.
+ * 0 done, 1 the resource is gone (NotFound), -1 with *err. */
+static int query_simple(const mle_host *h, aws_ctx *c, const mle_op *op, aws_svc svc,
+                        const char *action, aws_form *f, mle_error **err) {
+    mle_error *e = NULL;
+    mle_value *r = aws_query(h, c, op, svc, action, f, &e);
+    form_free(f);
+    if (r) {
+        h->v_decref(r);
+        return 0;
+    }
+    return gone_or_err(h, e, err);
+}
+
+/* How a query service tags a resource. */
+typedef struct query_tagging {
+    aws_svc svc;
+    const char *tag_action, *untag_action; /* "CreateTags", "DeleteTags" */
+    const char *id_key;                    /* "ResourceId.1" */
+    const char *tag_list;                  /* <tag_list>.N.Key/Value: "Tag" */
+    const char *untag_list;                /* <untag_list>.N<untag_suffix>: "Tag" */
+    const char *untag_suffix;              /* ".Key" */
+} query_tagging;
+
+/* Bring a resource's tags from state to config: the tag call for new and changed keys (and
+ * the ownership tags), the untag call for removed ones. 0 or -1 with *err. */
+static int query_update_tags(const mle_host *h, aws_ctx *c, const mle_op *op,
+                             const query_tagging *t, const char *id, mle_error **err) {
+    if (!tags_changed(h, op))
+        return 0;
+    mle_value *set = NULL, *del = NULL;
+    tags_diff(h, op, op->state ? h->v_get(op->state, "tags") : NULL, user_tags(h, op), &set, &del);
+    aws_form f = {0};
+    form_add(&f, t->id_key, id);
+    form_tags(h, &f, t->tag_list, set);
+    mle_value *r = aws_query(h, c, op, t->svc, t->tag_action, &f, err);
+    form_free(&f);
+    int rc = r ? 0 : -1;
+    h->v_decref(r);
+    if (rc == 0 && h->v_len(del) > 0) {
+        aws_form d = {0};
+        form_add(&d, t->id_key, id);
+        for (size_t i = 0; i < h->v_len(del); i++)
+            form_addf(&d, h->v_str(h->v_at(del, i)), "%s.%zu%s", t->untag_list, i + 1, t->untag_suffix);
+        r = aws_query(h, c, op, t->svc, t->untag_action, &d, err);
+        form_free(&d);
+        rc = r ? 0 : -1;
+        h->v_decref(r);
+    }
+    h->v_decref(set);
+    h->v_decref(del);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------------------------

@@ -50,12 +50,7 @@ static int s3_simple(const mle_host *h, aws_ctx *c, const mle_op *op, const char
         h->v_decref(r);
         return 0;
     }
-    if (h->error_code(e) == MLE_E_NOT_FOUND) {
-        h->error_free(e);
-        return 1;
-    }
-    *err = e;
-    return -1;
+    return gone_or_err(h, e, err);
 }
 
 /* GET a sub-resource: 1 with *out, 0 when S3 says it is not configured (NoSuch... /
@@ -66,27 +61,27 @@ static int s3_get(const mle_host *h, aws_ctx *c, const mle_op *op, const char *a
     *out = aws_s3(h, c, op, action, "GET", bucket, query, NULL, 0, NULL, &e);
     if (*out)
         return 1;
-    if (h->error_code(e) == MLE_E_NOT_FOUND) {
-        h->error_free(e);
-        return 0;
+    return missing_or_err(h, e, err);
+}
+
+/* <Tag><Key>k</Key><Value>v</Value></Tag> for each tag. */
+static void buf_put_tags(const mle_host *h, aws_buf *b, const mle_value *tags) {
+    void *it = NULL;
+    mle_value *v;
+    const char *k;
+    while ((k = h->v_next(tags, &it, &v))) {
+        buf_puts(b, "<Tag><Key>");
+        buf_put_xml(b, k);
+        buf_puts(b, "</Key><Value>");
+        buf_put_xml(b, h->v_str(v));
+        buf_puts(b, "</Value></Tag>");
     }
-    *err = e;
-    return -1;
 }
 
 static char *tagging_xml(const mle_host *h, const mle_value *tags) {
     aws_buf b = {0};
     buf_puts(&b, "<Tagging xmlns=\"" S3_NS "\"><TagSet>");
-    void *it = NULL;
-    mle_value *v;
-    const char *k;
-    while ((k = h->v_next(tags, &it, &v))) {
-        buf_puts(&b, "<Tag><Key>");
-        buf_put_xml(&b, k);
-        buf_puts(&b, "</Key><Value>");
-        buf_put_xml(&b, h->v_str(v));
-        buf_puts(&b, "</Value></Tag>");
-    }
+    buf_put_tags(h, &b, tags);
     buf_puts(&b, "</TagSet></Tagging>");
     return buf_take(&b);
 }
@@ -247,16 +242,7 @@ static mle_op_status bucket_create(const mle_host *h, const mle_op *op) {
     }
     mle_value *tags = tags_with_owner(h, op, user_tags(h, op));
     buf_puts(&b, "<Tags>");
-    void *it = NULL;
-    mle_value *v;
-    const char *k;
-    while ((k = h->v_next(tags, &it, &v))) {
-        buf_puts(&b, "<Tag><Key>");
-        buf_put_xml(&b, k);
-        buf_puts(&b, "</Key><Value>");
-        buf_put_xml(&b, h->v_str(v));
-        buf_puts(&b, "</Value></Tag>");
-    }
+    buf_put_tags(h, &b, tags);
     buf_puts(&b, "</Tags></CreateBucketConfiguration>");
     h->v_decref(tags);
     mle_error *e = NULL;

@@ -116,6 +116,18 @@ static void buf_put_enc(aws_buf *b, const char *s, int keep_slash) {
     free(e);
 }
 
+/* Split "<a><sep><b>" at the first sep into copies (free()); both parts non-empty. 0 or -1. */
+static int split_at(const char *id, char sep, char **a, char **b) {
+    const char *at = id ? strchr(id, sep) : NULL;
+    if (!at || at == id || !at[1])
+        return -1;
+    *a = xmalloc((size_t)(at - id) + 1);
+    memcpy(*a, id, (size_t)(at - id));
+    (*a)[at - id] = '\0';
+    *b = xstrdup(at + 1);
+    return 0;
+}
+
 static int str_eq(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
 
 static int starts_with(const char *s, const char *prefix) {
