@@ -24,13 +24,9 @@ const char *mle_action_name(mle_action a)
 
 static int attr_is_sensitive(mle_engine *e, const json_t *known, const char *attr)
 {
-    json_t *extra = json_object_get(known, "sensitive");
-    size_t i;
-    json_t *s;
-    json_array_foreach(extra, i, s) if (strcmp(json_string_value(s), attr) == 0) return 1;
-    const mle_resource_type *rt =
-        mle_registry_type(e->reg, json_string_value(json_object_get(known, "type")), NULL);
-    return rt && mle_schema_is_sensitive(rt, attr);
+    const char *type = json_string_value(json_object_get(known, "type"));
+    return mle_schema_is_secret(mle_registry_type(e->reg, type, NULL),
+                                json_object_get(known, "sensitive"), attr);
 }
 
 /* Walk "names.0.x" inside attrs. Borrowed result or NULL. */
@@ -504,11 +500,7 @@ static void know_state(mle_engine *e, json_t *rows)
 static json_t *drift_value(const mle_resource_type *rt, const json_t *sealed, const char *k,
                            json_t *v)
 {
-    int secret = rt && mle_schema_is_sensitive(rt, k);
-    size_t i;
-    json_t *s;
-    json_array_foreach(sealed, i, s) secret |= strcmp(json_string_value(s), k) == 0;
-    if (secret && v && !json_is_null(v))
+    if (mle_schema_is_secret(rt, sealed, k) && v && !json_is_null(v))
         return json_string("(sensitive)");
     return v ? json_incref(v) : json_null();
 }

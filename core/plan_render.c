@@ -9,11 +9,7 @@
 
 static int item_attr_sensitive(mle_engine *e, const mle_plan_item *it, const char *attr)
 {
-    size_t i;
-    json_t *s;
-    json_array_foreach(it->sensitive, i, s) if (strcmp(json_string_value(s), attr) == 0) return 1;
-    const mle_resource_type *rt = mle_registry_type(e->reg, it->type, NULL);
-    return rt && mle_schema_is_sensitive(rt, attr);
+    return mle_schema_is_secret(mle_registry_type(e->reg, it->type, NULL), it->sensitive, attr);
 }
 
 /* Display form of a value: JSON text, "(known after apply)" or "(sensitive)". Caller frees. */

@@ -23,6 +23,16 @@ int mle_schema_is_sensitive(const mle_resource_type *t, const char *name)
     return a && (a->flags & MLE_A_SENSITIVE);
 }
 
+int mle_schema_is_secret(const mle_resource_type *t, const json_t *extra, const char *name)
+{
+    if (t && mle_schema_is_sensitive(t, name))
+        return 1;
+    size_t i;
+    json_t *x;
+    json_array_foreach(extra, i, x) if (strcmp(json_string_value(x), name) == 0) return 1;
+    return 0;
+}
+
 size_t mle_levenshtein(const char *a, const char *b)
 {
     size_t n = strlen(a), m = strlen(b);

@@ -12,6 +12,9 @@
 /* The attribute named `name` (borrowed), or NULL. */
 const mle_attr_schema *mle_schema_attr(const mle_resource_type *t, const char *name);
 int mle_schema_is_sensitive(const mle_resource_type *t, const char *name);
+/* Is attribute `name` a secret: sensitive in the schema of t (may be NULL), or named in
+ * `extra` (borrowed array of names, may be NULL) because of where its value came from? */
+int mle_schema_is_secret(const mle_resource_type *t, const json_t *extra, const char *name);
 
 /* Check a config (borrowed) against the type: unknown attributes (naming the closest valid
  * one), missing required ones, computed-only ones set, and the JSON type of every value that

@@ -249,16 +249,6 @@ static int transform(mle_engine *e, json_t *obj, const char *k, const char *scop
     return 0;
 }
 
-static int is_secret(const mle_resource_type *rt, const json_t *extra, const char *name)
-{
-    if (rt && mle_schema_is_sensitive(rt, name))
-        return 1;
-    size_t i;
-    json_t *x;
-    json_array_foreach(extra, i, x) if (strcmp(json_string_value(x), name) == 0) return 1;
-    return 0;
-}
-
 static int seal_fields(mle_engine *e, const mle_resource_type *rt, const char *type,
                        const json_t *extra, json_t *obj, mle_error **err)
 {
@@ -268,7 +258,7 @@ static int seal_fields(mle_engine *e, const mle_resource_type *rt, const char *t
     json_t *v;
     void *tmp;
     json_object_foreach_safe(obj, tmp, k, v) {
-        if (json_is_null(v) || mle_secrets_is_sealed(v) || !is_secret(rt, extra, k))
+        if (json_is_null(v) || mle_secrets_is_sealed(v) || !mle_schema_is_secret(rt, extra, k))
             continue;
         if (transform(e, obj, k, type, 1, err) != 0)
             return -1;
